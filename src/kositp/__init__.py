@@ -1,0 +1,3 @@
+"""kositp: Korean smaller-LLM toolkit."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,148 @@
+"""Chat templates: the one source of truth for training, export, serving and evaluation.
+
+A model is trained, exported, served and evaluated with the same `ChatFormat`. Training needs
+`{% generation %}` markers so that only assistant tokens (including the end-of-turn token) carry
+loss; serving and export need the end-of-turn token ids so generation stops where training taught
+it to. Both come from here.
+
+Resolution order (`resolve_chat_format`):
+1. an explicit name (`chatml`, `gemma`) wins;
+2. a template the tokenizer already has is recognised by its markers and replaced by our
+   marked copy of the same family (identical text, plus generation markers);
+3. a foreign template that already has generation markers is used as is;
+4. otherwise ChatML.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from kositp.errors import KositpError
+
+CHAT_FORMAT_FILE = "kositp_chat.json"
+
+# ChatML, as Qwen and many Korean fine-tunes use it. `{% generation %}` wraps the assistant text
+# and its <|im_end|>, so the model learns to stop.
+CHATML_TEMPLATE = (
+    "{%- for message in messages -%}"
+    "{%- if message['role'] == 'assistant' -%}"
+    "{{ '<|im_start|>assistant\n' }}{% generation %}{{ message['content'] + '<|im_end|>' }}{% endgeneration %}{{ '\n' }}"
+    "{%- else -%}"
+    "{{ '<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>\n' }}"
+    "{%- endif -%}"
+    "{%- endfor -%}"
+    "{%- if add_generation_prompt -%}{{ '<|im_start|>assistant\n' }}{%- endif -%}"
+)
+
+# Gemma 3's own template (system text is prefixed to the first user turn; the assistant role is
+# called "model"), with generation markers around the model turn and its <end_of_turn>.
+GEMMA_TEMPLATE = (
+    "{{ bos_token }}"
+    "{%- if messages[0]['role'] == 'system' -%}"
+    "{%- set first_user_prefix = messages[0]['content'] + '\n\n' -%}"
+    "{%- set loop_messages = messages[1:] -%}"
+    "{%- else -%}"
+    "{%- set first_user_prefix = '' -%}"
+    "{%- set loop_messages = messages -%}"
+    "{%- endif -%}"
+    "{%- for message in loop_messages -%}"
+    "{%- if message['role'] == 'assistant' -%}"
+    "{{ '<start_of_turn>model\n' }}{% generation %}{{ message['content'] | trim }}{{ '<end_of_turn>' }}{% endgeneration %}{{ '\n' }}"
+    "{%- else -%}"
+    "{{ '<start_of_turn>' + message['role'] + '\n' + (first_user_prefix if loop.first else '') }}"
+    "{{ message['content'] | trim }}{{ '<end_of_turn>\n' }}"
+    "{%- endif -%}"
+    "{%- endfor -%}"
+    "{%- if add_generation_prompt -%}{{ '<start_of_turn>model\n' }}{%- endif -%}"
+)
+
+
+@dataclass(frozen=True)
+class ChatFormat:
+    """A named chat template plus the tokens that end an assistant turn."""
+
+    name: str
+    template: str
+    end_of_turn: tuple[str, ...]  # every token that ends a reply; the first is the turn delimiter
+    markers: tuple[str, ...]  # substrings that identify this family in a foreign template
+
+    @property
+    def has_generation_markers(self) -> bool:
+        return "{% generation %}" in self.template
+
+
+CHATML = ChatFormat("chatml", CHATML_TEMPLATE, ("<|im_end|>", "<|endoftext|>"), ("<|im_start|>",))
+GEMMA = ChatFormat("gemma", GEMMA_TEMPLATE, ("<end_of_turn>", "<eos>"), ("<start_of_turn>",))
+FORMATS: dict[str, ChatFormat] = {f.name: f for f in (CHATML, GEMMA)}
+CHATML_SPECIAL_TOKENS = ("<|im_start|>", "<|im_end|>")
+
+
+def _family_of_vocab(tokenizer) -> ChatFormat | None:
+    vocab = tokenizer.get_vocab()
+    for fmt in FORMATS.values():
+        if all(marker in vocab for marker in fmt.markers):
+            return fmt
+    return None
+
+
+def resolve_chat_format(tokenizer, name: str = "auto") -> ChatFormat:
+    """Pick the chat format for `tokenizer` (see the module docstring for the order)."""
+    if name != "auto":
+        if name not in FORMATS:
+            raise KositpError(f"unknown chat format '{name}'; choose one of: auto, {', '.join(FORMATS)}")
+        return FORMATS[name]
+    native = getattr(tokenizer, "chat_template", None)
+    if isinstance(native, str) and native:
+        for fmt in FORMATS.values():
+            if all(marker in native for marker in fmt.markers):
+                return fmt
+        if "{% generation %}" in native or "{%- generation %}" in native:
+            return ChatFormat("native", native, tuple(t for t in [tokenizer.eos_token] if t), ())
+    # No template (e.g. a GGUF-converted base model): the vocabulary still tells the family.
+    return _family_of_vocab(tokenizer) or CHATML
+
+
+def apply_chat_format(tokenizer, fmt: ChatFormat) -> ChatFormat:
+    """Install `fmt` on `tokenizer`: template, ChatML tokens if missing, and a pad token distinct from eos."""
+    if fmt.name == "chatml":
+        missing = [t for t in CHATML_SPECIAL_TOKENS if t not in tokenizer.get_vocab()]
+        if missing:
+            tokenizer.add_special_tokens({"additional_special_tokens": missing})
+    tokenizer.chat_template = fmt.template
+    if tokenizer.pad_token is None or tokenizer.pad_token_id == tokenizer.eos_token_id:
+        # pad == eos would mask every end token out of the loss: the model would never learn to stop.
+        tokenizer.add_special_tokens({"pad_token": "<|pad|>"})
+    return fmt
+
+
+def end_of_turn_ids(tokenizer, fmt: ChatFormat) -> list[int]:
+    """Token ids that end a reply: the format's end-of-turn tokens that exist, then eos."""
+    vocab = tokenizer.get_vocab()
+    ids = [vocab[t] for t in fmt.end_of_turn if t in vocab]
+    if tokenizer.eos_token_id is not None and tokenizer.eos_token_id not in ids:
+        ids.append(tokenizer.eos_token_id)
+    if not ids:
+        raise KositpError(f"tokenizer has none of the end-of-turn tokens of chat format '{fmt.name}'")
+    return ids
+
+
+def save_chat_format(tokenizer, fmt: ChatFormat, directory: str | Path) -> None:
+    """Record the format beside a saved tokenizer so every later stage uses the same one."""
+    record = asdict(fmt) | {"end_of_turn_ids": end_of_turn_ids(tokenizer, fmt)}
+    Path(directory, CHAT_FORMAT_FILE).write_text(json.dumps(record, ensure_ascii=False, indent=2), encoding="utf-8")
+
+
+def load_chat_format(directory: str | Path, tokenizer) -> ChatFormat:
+    """The format a model directory was trained with, else what its tokenizer implies."""
+    path = Path(directory, CHAT_FORMAT_FILE)
+    if path.is_file():
+        record = json.loads(path.read_text(encoding="utf-8"))
+        return ChatFormat(record["name"], record["template"], tuple(record["end_of_turn"]), tuple(record["markers"]))
+    return resolve_chat_format(tokenizer)
+
+
+def render(tokenizer, messages: list[dict], add_generation_prompt: bool = True) -> str:
+    """The prompt text for `messages`, exactly as training formatted it."""
+    return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=add_generation_prompt)

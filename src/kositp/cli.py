@@ -1,0 +1,94 @@
+"""The `kositp` command. Thin: parse arguments, load the config, call the stage's entry point.
+
+Each stage owns a Typer sub-app in its own package (`kositp.data.cli`, ...); heavy libraries are
+imported inside commands so `kositp --help` stays fast.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import typer
+
+from kositp.errors import KositpError
+
+app = typer.Typer(
+    name="kositp",
+    help="kositp: Korean smaller-LLM toolkit (data -> SFT/DPO -> export -> serve -> UI -> eval).\n\n"
+    "한국어 소형 LLM을 위한 데이터 구축, 학습, 정렬, 배포, 평가 도구입니다.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+models_app = typer.Typer(help="Build or fetch models: the tiny test model and the embedded default.", no_args_is_help=True)
+app.add_typer(models_app, name="models")
+
+
+@app.callback()
+def _root(debug: bool = typer.Option(False, "--debug", help="Show full tracebacks on errors.")) -> None:
+    if debug:
+        os.environ["KOSITP_DEBUG"] = "1"
+
+
+@models_app.command("tiny")
+def models_tiny(
+    out: Path = typer.Option(..., "--out", help="Directory to write the model and tokenizer to."),
+    seed: int = typer.Option(0, "--seed", help="Random seed; the same seed gives byte-identical files."),
+    vocab_size: int = typer.Option(4096, "--vocab-size", min=512, max=65536, help="BPE vocabulary size."),
+) -> None:
+    """A tiny random Llama (~0.6M parameters) with a Korean byte-level BPE tokenizer and ChatML template."""
+    from kositp.models import build_tiny_model
+
+    path = build_tiny_model(out, seed=seed, vocab_size=vocab_size)
+    typer.echo(f"tiny model written to {path}")
+
+
+@models_app.command("default")
+def models_default(
+    out: Path | None = typer.Option(None, "--out", help="Where to put the converted model (default: the cache)."),
+) -> None:
+    """Convert the embedded google/gemma-3-270m (GGUF from PyPI) once into safetensors and print its path."""
+    from rich.console import Console
+
+    from kositp.models import ensure_default_model
+
+    console = Console(stderr=True)
+    with console.status("preparing the default model") as status:
+        path = ensure_default_model(out, progress=lambda msg: status.update(msg), verify=True)
+    typer.echo(str(path))
+
+
+def main() -> None:
+    """Entry point: run the app and turn user errors into one clear line and a non-zero exit."""
+    try:
+        app(standalone_mode=False)
+    except KositpError as exc:
+        if os.environ.get("KOSITP_DEBUG"):
+            raise
+        typer.echo(f"error: {exc}", err=True)
+        sys.exit(exc.exit_code)
+    except typer.Abort:
+        typer.echo("aborted", err=True)
+        sys.exit(130)
+    except KeyboardInterrupt:
+        typer.echo("interrupted", err=True)
+        sys.exit(130)
+    except Exception as exc:  # click's usage errors carry their own exit code and message
+        import click
+
+        if isinstance(exc, click.exceptions.Exit):
+            sys.exit(exc.exit_code)
+        if isinstance(exc, click.ClickException):
+            exc.show()
+            sys.exit(exc.exit_code)
+        if os.environ.get("KOSITP_DEBUG"):
+            raise
+        typer.echo(f"error: {type(exc).__name__}: {exc} (run with --debug for the traceback)", err=True)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

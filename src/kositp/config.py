@@ -1,0 +1,144 @@
+"""Configuration: YAML files -> pydantic models, with `key=value` overrides from the command line.
+
+Every stage declares one `Config` subclass whose fields (with their docstrings) are the whole
+recipe. A YAML file under `configs/` mirrors those fields; the CLI adds `key=value` overrides on
+top. Unknown keys are errors that name the closest valid key, so a typo never silently falls back
+to a default.
+"""
+
+from __future__ import annotations
+
+import difflib
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from kositp.errors import KositpError
+
+C = TypeVar("C", bound="Config")
+
+# Which schema validates the YAML files under configs/: a folder name (configs/<folder>/*.yaml) or a
+# top-level file's stem (configs/<stem>.yaml) -> "module:attribute". The attribute is a Config
+# subclass, or a function that takes the path and raises on an invalid file. A test checks them all.
+CONFIG_SCHEMAS: dict[str, str] = {}
+
+
+class Config(BaseModel):
+    """Base for every stage's config: strict about unknown keys, validated on assignment."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, protected_namespaces=())
+
+
+def _closest(name: str, valid: list[str]) -> str | None:
+    match = difflib.get_close_matches(name, valid, n=1, cutoff=0.5)
+    return match[0] if match else None
+
+
+def _unknown_key_message(key: str, valid: list[str], where: str) -> str:
+    hint = _closest(key.split(".")[-1], valid)
+    suffix = f"; did you mean '{hint}'?" if hint else f"; valid keys: {', '.join(sorted(valid))}"
+    return f"unknown config key '{key}' in {where}{suffix}"
+
+
+def _check_keys(model: type[BaseModel], data: dict[str, Any], where: str, prefix: str = "") -> None:
+    """Walk `data` against `model`'s fields and raise on the first unknown key, with a suggestion."""
+    fields = model.model_fields
+    for key, value in data.items():
+        if key not in fields:
+            raise KositpError(_unknown_key_message(prefix + key, list(fields), where))
+        annotation = fields[key].annotation
+        if isinstance(value, dict) and isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            _check_keys(annotation, value, where, prefix=f"{prefix}{key}.")
+
+
+def _format_validation_error(err: ValidationError, where: str) -> str:
+    first = err.errors()[0]
+    loc = ".".join(str(p) for p in first["loc"]) or "(root)"
+    return f"invalid value for '{loc}' in {where}: {first['msg']} (got {first.get('input')!r})"
+
+
+def parse_overrides(pairs: list[str]) -> dict[str, Any]:
+    """`["a.b=1", "c=text"]` -> `{"a": {"b": 1}, "c": "text"}`. Values are parsed as YAML scalars."""
+    result: dict[str, Any] = {}
+    for pair in pairs:
+        if "=" not in pair:
+            raise KositpError(f"override '{pair}' is not of the form key=value")
+        key, raw = pair.split("=", 1)
+        key = key.strip()
+        if not key:
+            raise KositpError(f"override '{pair}' has an empty key")
+        try:
+            value = yaml.safe_load(raw) if raw != "" else ""
+        except yaml.YAMLError:
+            value = raw
+        node = result
+        parts = key.split(".")
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise KositpError(f"override '{pair}' conflicts with an earlier override of '{part}'")
+        node[parts[-1]] = value
+    return result
+
+
+def _deep_merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in extra.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _deep_merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def read_yaml(path: str | Path) -> dict[str, Any]:
+    path = Path(path)
+    if not path.is_file():
+        raise KositpError(f"config file not found: {path}")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as exc:
+        raise KositpError(f"config file {path} is not UTF-8 text: {exc.reason}") from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark else ""
+        raise KositpError(f"config file {path} is not valid YAML{where}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise KositpError(f"config file {path} must hold a mapping of keys to values, not {type(data).__name__}")
+    return data
+
+
+def load_config(
+    model: type[C],
+    path: str | Path | None = None,
+    overrides: list[str] | None = None,
+    defaults: dict[str, Any] | None = None,
+) -> C:
+    """Build `model` from defaults, then a YAML file, then `key=value` overrides (later wins)."""
+    data: dict[str, Any] = dict(defaults or {})
+    sources = []
+    if path is not None:
+        file_data = read_yaml(path)
+        _check_keys(model, file_data, str(path))
+        data = _deep_merge(data, file_data)
+        sources.append(str(path))
+    if overrides:
+        override_data = parse_overrides(overrides)
+        _check_keys(model, override_data, "command-line overrides")
+        data = _deep_merge(data, override_data)
+        sources.append("command-line overrides")
+    try:
+        return model.model_validate(data)
+    except ValidationError as err:
+        raise KositpError(_format_validation_error(err, " + ".join(sources) or "defaults")) from None
+
+
+def dump_config(cfg: BaseModel, path: str | Path) -> None:
+    """Write the resolved config beside the artifacts it produced, so a run can be reproduced."""
+    Path(path).write_text(
+        yaml.safe_dump(cfg.model_dump(mode="json"), allow_unicode=True, sort_keys=False), encoding="utf-8"
+    )
