@@ -10,7 +10,7 @@ STAMP := $(VENV)/.kositp-installed
 # Debian packages the browser tests need (real headless Chromium, Korean fonts for screenshots).
 APT_PACKAGES := chromium chromium-driver fonts-nanum
 
-.PHONY: setup system-deps demo test lint fmt clean
+.PHONY: setup system-deps demo test lint fmt clean lock
 
 setup: $(STAMP)
 
@@ -46,3 +46,6 @@ fmt: setup
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache
+
+lock: setup
+	{ head -2 constraints.txt; $(BIN)/pip freeze --exclude-editable | grep -v -iE "^(gemma3-270m|kositp)" | sed "s/^torch==2.13.0+cpu/torch==2.13.0/"; } > constraints.txt.new && mv constraints.txt.new constraints.txt

@@ -12,7 +12,9 @@ from pathlib import Path
 
 import typer
 
+from kositp.data.cli import data_app
 from kositp.errors import KositpError
+from kositp.train.cli import train_app
 
 app = typer.Typer(
     name="kositp",
@@ -25,6 +27,8 @@ app = typer.Typer(
 
 models_app = typer.Typer(help="Build or fetch models: the tiny test model and the embedded default.", no_args_is_help=True)
 app.add_typer(models_app, name="models")
+app.add_typer(data_app, name="data")
+app.add_typer(train_app, name="train")
 
 
 @app.callback()

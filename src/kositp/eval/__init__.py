@@ -1,0 +1,1 @@
+"""Evaluation stage: held-out task metrics and Korean benchmarks, with reports."""

@@ -1,0 +1,1 @@
+"""Serving stage: FastAPI OpenAI-compatible gateway over transformers or vLLM."""

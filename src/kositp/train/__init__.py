@@ -1,0 +1,1 @@
+"""Training stage: SFT and preference alignment with TRL + PEFT (Unsloth on CUDA)."""
