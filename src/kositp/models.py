@@ -134,8 +134,12 @@ def build_tiny_tokenizer(vocab_size: int = 4096):
     return tokenizer
 
 
-def build_tiny_model(out: str | Path, seed: int = 0, vocab_size: int = 4096) -> Path:
-    """Write a tiny random Llama + Korean tokenizer to `out`. The same seed gives byte-identical files."""
+def build_tiny_model(out: str | Path, seed: int = 0, vocab_size: int = 4096, head_dim: int | None = None) -> Path:
+    """Write a tiny random Llama + Korean tokenizer to `out`. The same seed gives byte-identical files.
+
+    `head_dim` (default: hidden 64 / 4 heads = 16) can be raised for runtimes with a minimum head size:
+    vLLM's CPU attention kernels support head sizes 32, 64, 80, ... only, so the vLLM tests use 32.
+    """
     import torch
     from transformers import GenerationConfig, LlamaConfig, LlamaForCausalLM
 
@@ -156,6 +160,7 @@ def build_tiny_model(out: str | Path, seed: int = 0, vocab_size: int = 4096) -> 
         bos_token_id=None,
         eos_token_id=eot,
         pad_token_id=tokenizer.pad_token_id,
+        **({"head_dim": head_dim} if head_dim is not None else {}),
     )
     torch.manual_seed(seed)
     model = LlamaForCausalLM(config)
