@@ -14,6 +14,7 @@ import typer
 
 from kositp.data.cli import data_app
 from kositp.errors import KositpError
+from kositp.eval.cli import eval_app
 from kositp.train.cli import train_app
 
 app = typer.Typer(
@@ -29,6 +30,7 @@ models_app = typer.Typer(help="Build or fetch models: the tiny test model and th
 app.add_typer(models_app, name="models")
 app.add_typer(data_app, name="data")
 app.add_typer(train_app, name="train")
+app.add_typer(eval_app, name="eval")
 
 
 @app.callback()

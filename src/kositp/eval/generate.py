@@ -1,0 +1,151 @@
+"""Generation backends for evaluation: in-process transformers, or any OpenAI-compatible API.
+
+Both take chat messages and return `Generation`s in input order, with greedy decoding, so a suite
+never knows which one it talks to. In-process generation renders prompts with the model's chat
+format (`kositp.chat.render`), batches them with left padding (sorted by length so little is
+padded), and stops on every end-of-turn id, as serving does. The API path is what users get from
+`kositp serve` or a vLLM server: `chat.completions` with temperature 0 over a bounded thread pool.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+from kositp.errors import KositpError
+
+Messages = list[dict]
+Progress = Callable[[int], None]  # called with the number of items just finished
+
+
+@dataclass(frozen=True)
+class Generation:
+    text: str
+    finished: bool  # stopped on an end-of-turn token (False: cut off by max_new_tokens)
+    n_tokens: int
+
+
+class LocalGenerator:
+    """Batched greedy generation with a transformers model loaded by `kositp.eval.loading`."""
+
+    kind = "transformers"
+
+    def __init__(self, loaded, batch_size: int = 8, max_prompt_tokens: int = 3072):
+        self.loaded = loaded
+        self.batch_size = batch_size
+        self.max_prompt_tokens = max_prompt_tokens
+
+    def prompt_text(self, messages: Messages) -> str:
+        from kositp.chat import render
+
+        return render(self.loaded.tokenizer, messages, add_generation_prompt=True)
+
+    def _encode(self, messages: Messages) -> list[int]:
+        ids = self.loaded.tokenizer(self.prompt_text(messages), add_special_tokens=False)["input_ids"]
+        # Keep the end of an over-long prompt: the question and the generation prompt are there.
+        return ids[-self.max_prompt_tokens:]
+
+    def generate(
+        self, conversations: Sequence[Messages], max_new_tokens: int, progress: Progress | None = None
+    ) -> list[Generation]:
+        import torch
+
+        tokenizer, model = self.loaded.tokenizer, self.loaded.model
+        stop_ids = set(self.loaded.stop_ids)
+        encoded = [self._encode(m) for m in conversations]
+        order = sorted(range(len(encoded)), key=lambda i: (-len(encoded[i]), i))
+        results: list[Generation | None] = [None] * len(encoded)
+        pad_id = tokenizer.pad_token_id
+        for start in range(0, len(order), self.batch_size):
+            batch = order[start:start + self.batch_size]
+            width = max(len(encoded[i]) for i in batch)
+            input_ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
+            attention = torch.zeros((len(batch), width), dtype=torch.long)
+            for row, i in enumerate(batch):
+                ids = encoded[i]
+                input_ids[row, width - len(ids):] = torch.tensor(ids)
+                attention[row, width - len(ids):] = 1
+            with torch.inference_mode():
+                out = model.generate(
+                    input_ids=input_ids,
+                    attention_mask=attention,
+                    max_new_tokens=max_new_tokens,
+                    do_sample=False,
+                    eos_token_id=list(self.loaded.stop_ids),
+                    pad_token_id=pad_id,
+                )
+            for row, i in enumerate(batch):
+                new = out[row, width:].tolist()
+                cut = next((k for k, tok in enumerate(new) if tok in stop_ids), None)
+                kept = new if cut is None else new[:cut]
+                text = tokenizer.decode(kept, skip_special_tokens=True)
+                results[i] = Generation(text.strip(), finished=cut is not None, n_tokens=len(kept))
+            if progress:
+                progress(len(batch))
+        return [r for r in results if r is not None]
+
+    def describe(self) -> dict:
+        return {"backend": self.kind, "batch_size": self.batch_size, **self.loaded.description}
+
+
+class ApiGenerator:
+    """Greedy chat completions from an OpenAI-compatible server (`kositp serve`, vLLM, ...)."""
+
+    kind = "openai-api"
+
+    def __init__(self, base_url: str, model: str | None = None, api_key: str = "EMPTY",
+                 concurrency: int = 4, timeout_s: float = 300.0, seed: int = 0):
+        from openai import OpenAI
+
+        self.base_url = base_url.rstrip("/")
+        self.client = OpenAI(base_url=self.base_url, api_key=api_key, timeout=timeout_s, max_retries=2)
+        self.concurrency = max(1, concurrency)
+        self.seed = seed
+        self.model = model or self._first_model()
+
+    def _first_model(self) -> str:
+        import openai
+
+        try:
+            models = self.client.models.list().data
+        except openai.APIConnectionError:
+            raise KositpError(f"cannot reach the API at {self.base_url} (is the server running?)") from None
+        except openai.APIStatusError as exc:
+            raise KositpError(f"the API at {self.base_url} answered {exc.status_code} to /models") from None
+        if not models:
+            raise KositpError(f"the API at {self.base_url} lists no models; pass --api-model")
+        return models[0].id
+
+    def prompt_text(self, messages: Messages) -> str:
+        return "\n".join(f"[{m['role']}] {m['content']}" for m in messages)
+
+    def _one(self, messages: Messages, max_new_tokens: int) -> Generation:
+        import openai
+
+        try:
+            response = self.client.chat.completions.create(
+                model=self.model, messages=messages, temperature=0.0, max_tokens=max_new_tokens, seed=self.seed
+            )
+        except openai.APIConnectionError:
+            raise KositpError(f"lost the connection to the API at {self.base_url}") from None
+        except openai.APIStatusError as exc:
+            raise KositpError(f"the API at {self.base_url} answered {exc.status_code}: {exc.message}") from None
+        choice = response.choices[0]
+        tokens = response.usage.completion_tokens if response.usage else 0
+        return Generation((choice.message.content or "").strip(), choice.finish_reason == "stop", tokens)
+
+    def generate(
+        self, conversations: Sequence[Messages], max_new_tokens: int, progress: Progress | None = None
+    ) -> list[Generation]:
+        def task(messages: Messages) -> Generation:
+            result = self._one(messages, max_new_tokens)
+            if progress:
+                progress(1)
+            return result
+
+        with ThreadPoolExecutor(max_workers=self.concurrency) as pool:
+            return list(pool.map(task, conversations))  # map keeps input order
+
+    def describe(self) -> dict:
+        return {"backend": self.kind, "api": self.base_url, "model": self.model, "concurrency": self.concurrency}

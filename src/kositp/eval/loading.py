@@ -1,0 +1,89 @@
+"""Load what `--model` names, the way serving would: model, tokenizer and the one chat format.
+
+Accepted values:
+* `tiny`, `tiny:SEED`, `default`: the aliases of `kositp.models`;
+* a training RUN directory (has `run.json`): `model/` for full fine-tunes, else the base model
+  (`base_model_path`, falling back to `base_model`) with the LoRA `adapter/` applied through PEFT;
+* an export directory or any Hugging Face model directory.
+The chat format comes from `kositp_chat.json` beside the tokenizer when present (training wrote
+it), so evaluation prompts are byte-identical to training and serving prompts.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from kositp.chat import ChatFormat, end_of_turn_ids, load_chat_format, resolve_chat_format
+from kositp.errors import KositpError
+
+
+@dataclass
+class LoadedModel:
+    model: object
+    tokenizer: object
+    chat_format: ChatFormat
+    stop_ids: list[int]
+    description: dict = field(default_factory=dict)  # what was loaded, for the report
+
+
+def _read_run(run_dir: Path) -> dict:
+    try:
+        return json.loads((run_dir / "run.json").read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise KositpError(f"{run_dir / 'run.json'} is not valid JSON: {exc}") from None
+
+
+def load_for_eval(spec: str, dtype: str = "float32", chat_format: str = "auto") -> LoadedModel:
+    """Load `spec` (alias, RUN dir, export dir or HF dir) for generation and scoring, in eval mode."""
+    from kositp.models import load_model, load_tokenizer, resolve_model_path
+
+    path = Path(resolve_model_path(spec))
+    description: dict = {"model": spec}
+    if (path / "run.json").is_file():
+        run = _read_run(path)
+        description["run"] = {k: run.get(k) for k in ("kind", "method", "base_model", "final_step")}
+        if run.get("model"):
+            weights = path / run["model"]
+            tokenizer_dir = weights
+            model = load_model(str(weights), dtype=dtype)
+        elif run.get("adapter"):
+            adapter_dir = path / run["adapter"]
+            if not adapter_dir.is_dir():
+                raise KositpError(f"run {path} names adapter '{run['adapter']}' but {adapter_dir} does not exist")
+            base = run.get("base_model_path") or run.get("base_model")
+            if not base:
+                raise KositpError(f"{path / 'run.json'} has neither base_model_path nor base_model")
+            if run.get("base_model_path") and not Path(base).exists() and run.get("base_model"):
+                base = run["base_model"]  # the run was moved from another machine: use the alias/id
+            tokenizer_dir = adapter_dir if (adapter_dir / "tokenizer_config.json").is_file() else Path(
+                resolve_model_path(base)
+            )
+            model = load_model(base, dtype=dtype)
+            tokenizer = load_tokenizer(str(tokenizer_dir))
+            if len(tokenizer) > model.get_input_embeddings().num_embeddings:
+                model.resize_token_embeddings(len(tokenizer))  # training added chat tokens
+            from peft import PeftModel
+
+            model = PeftModel.from_pretrained(model, str(adapter_dir))
+            description["adapter"] = str(adapter_dir)
+        else:
+            raise KositpError(f"{path / 'run.json'} names neither a 'model' nor an 'adapter' directory")
+    else:
+        if not path.exists() and spec not in ("tiny", "default"):
+            raise KositpError(f"model '{spec}' is not a directory (expected an export, HF model or RUN dir)")
+        tokenizer_dir = path
+        model = load_model(str(path), dtype=dtype)
+    tokenizer = load_tokenizer(str(tokenizer_dir))
+    fmt = resolve_chat_format(tokenizer, chat_format) if chat_format != "auto" else load_chat_format(
+        tokenizer_dir, tokenizer
+    )
+    # Install the template text only: adding tokens here would change the vocabulary the model knows.
+    tokenizer.chat_template = fmt.template
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token  # padding is masked out; any id works
+    tokenizer.padding_side = "left"
+    model.eval()
+    description["chat_format"] = fmt.name
+    return LoadedModel(model, tokenizer, fmt, end_of_turn_ids(tokenizer, fmt), description)

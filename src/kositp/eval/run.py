@@ -1,0 +1,213 @@
+"""`evaluate(cfg)`: run the chosen suites against one model or API and write the report folder."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import platform
+import time
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, model_validator
+
+from kositp.config import Config
+from kositp.errors import KositpError
+
+SuiteName = Literal["tasks", "seed4", "kobest", "judge"]
+Seed4Name = Literal["nsmc", "kornli", "qpair", "hatespeech"]
+KobestName = Literal["boolq", "copa", "hellaswag", "sentineg", "wic"]
+
+
+class EvalConfig(Config):
+    """Everything one evaluation run needs; `report.json` records it (minus the output folder)."""
+
+    model: str | None = Field(None, description="Model to load in-process: `tiny`, `default`, an export dir, an HF "
+                              "model dir, or a training RUN dir (base model + LoRA adapter).")
+    api: str | None = Field(None, description="Base URL of an OpenAI-compatible API (e.g. http://127.0.0.1:8000/v1) "
+                            "to evaluate instead of --model; generation suites only.")
+    api_model: str | None = Field(None, description="Model name to request from the API (default: the first it lists).")
+    api_key_env: str = Field("KOSITP_API_KEY", description="Environment variable holding the API key "
+                             "(the key itself is never written to the report).")
+    concurrency: int = Field(4, ge=1, le=256, description="Parallel API requests.")
+    suites: list[SuiteName] = Field(["tasks"], min_length=1, description="Suites to run, in order.")
+    data: Path | None = Field(None, description="Folder written by `kositp data build` (its test.jsonl), "
+                              "or a .jsonl file; needed by the `tasks` suite.")
+    benchmarks: Path | None = Field(None, description="Folder with the public benchmark files "
+                                    "(default: $KOSITP_BENCHMARKS, else ../shared/data/benchmarks).")
+    seed4_tasks: list[Seed4Name] = Field(["nsmc", "kornli", "qpair", "hatespeech"], min_length=1,
+                                         description="Benchmarks of the seed4 suite.")
+    seed4_files: dict[Seed4Name, str] = Field({}, description="Override a seed4 file, relative to --benchmarks "
+                                               "(e.g. qpair: question_pair/kor_Pair_test.csv).")
+    kobest_tasks: list[KobestName] = Field(["boolq", "copa", "hellaswag", "sentineg", "wic"], min_length=1,
+                                           description="KoBEST tasks of the kobest suite.")
+    kobest_split: Literal["test", "dev"] = Field("test", description="KoBEST split (lm-eval uses test).")
+    judge_questions: Path | None = Field(None, description="JSONL of LogicKor-style questions for the judge suite "
+                                         "({id, category, questions: [turn1, turn2], references?}).")
+    judge_api: str | None = Field(None, description="OpenAI-compatible URL of the judge model.")
+    judge_model: str | None = Field(None, description="Judge model name (default: the first the judge API lists).")
+    limit: int | None = Field(None, ge=1, le=10_000_000, description="At most N examples per task/benchmark "
+                              "(a seeded sample, the same for every model).")
+    seed: int = Field(0, description="Seed of the --limit samples (decoding is greedy, so nothing else is random).")
+    max_new_tokens: int = Field(256, ge=1, le=8192, description="Generation budget for the tasks suite.")
+    label_max_new_tokens: int = Field(16, ge=1, le=1024, description="Generation budget for classification "
+                                      "answers (seed4); a longer answer is cut and usually invalid.")
+    batch_size: int = Field(8, ge=1, le=1024, description="In-process batch size (generation and scoring).")
+    dtype: Literal["float32", "bfloat16", "float16"] = Field("float32", description="In-process weight dtype.")
+    chat_format: Literal["auto", "chatml", "gemma"] = Field("auto", description="Chat format; auto = the one the "
+                                                            "model was trained with (kositp_chat.json).")
+    out: Path = Field(Path("eval-report"), description="Report folder (report.json, report.md, predictions.jsonl, "
+                      "charts/, run_info.json).")
+
+    @model_validator(mode="after")
+    def _check(self) -> EvalConfig:
+        if bool(self.model) == bool(self.api):
+            raise ValueError("give exactly one of --model or --api")
+        if self.api and "kobest" in self.suites:
+            raise ValueError("the kobest suite needs log-likelihoods: run it with --model (--api supports the "
+                             "generation suites tasks, seed4 and judge)")
+        if "tasks" in self.suites and self.data is None:
+            raise ValueError("the tasks suite needs --data DIR (the output of `kositp data build`)")
+        if "judge" in self.suites and not (self.judge_questions and self.judge_api):
+            raise ValueError("the judge suite needs judge_questions and judge_api")
+        if len(set(self.suites)) != len(self.suites):
+            raise ValueError("a suite is listed twice")
+        return self
+
+
+class _Progress:
+    """A rich progress bar per step, on stderr; suites call start() then advance()."""
+
+    def __init__(self):
+        from rich.console import Console
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        self.bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                            console=Console(stderr=True))
+        self.task = None
+
+    def __enter__(self):
+        self.bar.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.bar.stop()
+
+    def start(self, description: str, total: int) -> None:
+        self.task = self.bar.add_task(description, total=total)
+
+    def advance(self, n: int = 1) -> None:
+        self.bar.advance(self.task, n)
+
+
+def _config_record(cfg: EvalConfig) -> dict:
+    return cfg.model_dump(mode="json", exclude={"out"})
+
+
+def evaluate(cfg: EvalConfig, show_progress: bool = True) -> dict:
+    """Run `cfg.suites` and write the report folder; returns report.json's content."""
+    import os
+
+    from kositp.eval.report import build_report, write_json, write_report
+    from kositp.eval.suites import SuiteResult
+
+    started = time.perf_counter()
+    timings: dict[str, float] = {}
+    loaded = None
+    if cfg.model:
+        from kositp.eval.generate import LocalGenerator
+        from kositp.eval.loading import load_for_eval
+
+        t0 = time.perf_counter()
+        loaded = load_for_eval(cfg.model, dtype=cfg.dtype, chat_format=cfg.chat_format)
+        timings["load_model_s"] = time.perf_counter() - t0
+        generator = LocalGenerator(loaded, batch_size=cfg.batch_size)
+    else:
+        from kositp.eval.generate import ApiGenerator
+
+        generator = ApiGenerator(cfg.api, cfg.api_model, os.environ.get(cfg.api_key_env, "EMPTY"),
+                                 concurrency=cfg.concurrency, seed=cfg.seed)
+
+    results: list[SuiteResult] = []
+    progress = _Progress() if show_progress else None
+    with progress if progress else _nullcontext():
+        for suite in cfg.suites:
+            t0 = time.perf_counter()
+            results.append(_run_suite(suite, cfg, generator, loaded, progress))
+            timings[f"{suite}_s"] = time.perf_counter() - t0
+
+    decoding = {"strategy": "greedy", "temperature": 0.0, "max_new_tokens": cfg.max_new_tokens,
+                "label_max_new_tokens": cfg.label_max_new_tokens, "stop": "end-of-turn tokens of the chat format",
+                "batch_size": cfg.batch_size if cfg.model else None, "dtype": cfg.dtype if cfg.model else None}
+    if loaded is not None:
+        decoding["stop_token_ids"] = loaded.stop_ids
+    report = build_report(generator.describe(), decoding, _config_record(cfg), results)
+    files = write_report(cfg.out, report, results)
+    timings["total_s"] = time.perf_counter() - started
+    n_generated = sum(len(r.examples) for r in results)
+    write_json(cfg.out / "run_info.json", {
+        "timings": {k: round(v, 3) for k, v in timings.items()},
+        "examples": n_generated,
+        "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "host": {"python": platform.python_version(), "machine": platform.machine(), "cpus": os.cpu_count()},
+        "versions": _versions(),
+        "files": files,
+    })
+    return report
+
+
+def _run_suite(suite: str, cfg: EvalConfig, generator, loaded, progress):
+    from kositp.eval.benchmarks import benchmarks_root
+
+    if suite == "tasks":
+        from kositp.eval.suites import tasks
+
+        return tasks.run(generator, cfg.data, cfg.limit, cfg.seed, cfg.max_new_tokens, progress)
+    if suite == "seed4":
+        from kositp.eval.suites import seed4
+
+        return seed4.run(generator, benchmarks_root(cfg.benchmarks), list(cfg.seed4_tasks), cfg.limit, cfg.seed,
+                         cfg.label_max_new_tokens, progress, paths=dict(cfg.seed4_files))
+    if suite == "kobest":
+        from kositp.eval import loglik
+        from kositp.eval.suites import kobest
+
+        def scorer(requests, advance):
+            return loglik.score(loaded.model, loaded.tokenizer, requests, batch_size=cfg.batch_size,
+                                progress=advance)
+
+        return kobest.run(scorer, benchmarks_root(cfg.benchmarks), list(cfg.kobest_tasks), cfg.limit, cfg.seed,
+                          cfg.kobest_split, progress)
+    if suite == "judge":
+        from kositp.eval.suites import judge
+
+        return judge.run(generator, cfg, progress)
+    raise KositpError(f"unknown suite {suite}")
+
+
+class _nullcontext:
+    def __enter__(self):
+        return None
+
+    def __exit__(self, *exc):
+        return False
+
+
+def _versions() -> dict:
+    from importlib.metadata import PackageNotFoundError, version
+
+    found = {}
+    for name in ("kositp", "torch", "transformers", "peft", "kiwipiepy", "rouge-score", "sacrebleu", "openai"):
+        with contextlib.suppress(PackageNotFoundError):
+            found[name] = version(name)
+    return found
+
+
+def load_report(directory: str | Path) -> dict:
+    path = Path(directory) / "report.json"
+    if not path.is_file():
+        raise KositpError(f"no report.json in {directory}")
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise KositpError(f"{path} is not valid JSON: {exc}") from None
