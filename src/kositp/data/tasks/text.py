@@ -1,0 +1,141 @@
+"""Document-level task builders: summaries, titles, completion, composition, keywords, tables."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from kositp.data.schema import Document, Reject
+from kositp.data.task_names import KEYWORD_SEPARATOR, SIMPLIFICATION_MAX_CHARS
+from kositp.data.tasks.base import Example, TaskOptions
+from kositp.data.tasks.templates import stable_hash
+
+Out = Iterator[Example | Reject]
+PROSE_KINDS = ("summary", "paper", "text", "mrc")
+BLANK = "[빈칸]"
+
+
+def _key(doc: Document, task: str, extra: object = "") -> str:
+    return f"{doc.source}|{doc.doc_id}|{extra}|{task}"
+
+
+def _reject(doc: Document, task: str, reason: str) -> Reject:
+    return Reject(doc.source, doc.ref, reason, task=task)
+
+
+def _summary(doc: Document) -> str | None:
+    if doc.summaries:
+        return doc.summaries[0]
+    if doc.extractive_summary:  # extractive variant when a document has no abstractive summary (P5)
+        return " ".join(doc.extractive_summary)
+    return None
+
+
+def summarization(doc: Document, opt: TaskOptions) -> Out:
+    task = "summarization"
+    if doc.kind not in ("summary", "paper"):
+        return
+    summary = _summary(doc)
+    if summary is None:
+        if doc.expects_summary:
+            yield _reject(doc, task, "empty_summary")
+    elif len(summary) >= len(doc.text):
+        yield _reject(doc, task, "summary_not_shorter")
+    else:
+        yield Example(task, _key(doc, task), {"text": doc.text}, summary)
+    for i, (section, section_summary) in enumerate(doc.summary_pairs):
+        if len(section_summary) < len(section):
+            yield Example(task, _key(doc, task, f"section{i}"), {"text": section}, section_summary)
+
+
+def summary_expansion(doc: Document, opt: TaskOptions) -> Out:
+    task = "summary_expansion"
+    if doc.kind not in ("summary", "paper") or not doc.summaries:
+        return
+    if len(doc.text) < 2 * len(doc.summaries[0]):
+        yield _reject(doc, task, "expansion_not_longer")
+    else:
+        yield Example(task, _key(doc, task), {"summary": doc.summaries[0]}, doc.text)
+
+
+def text_simplification(doc: Document, opt: TaskOptions) -> Out:
+    task = "text_simplification"
+    candidates = [(doc.text, s) for s in doc.summaries] + list(doc.summary_pairs)
+    if not candidates:
+        return
+    short = [(src, s) for src, s in candidates if len(s) <= SIMPLIFICATION_MAX_CHARS and len(s) < len(src)]
+    if not short:
+        yield _reject(doc, task, f"target_over_{SIMPLIFICATION_MAX_CHARS}_chars")
+        return
+    source, target = min(short, key=lambda pair: (len(pair[0]), pair[1]))  # the tightest source for the target
+    yield Example(task, _key(doc, task), {"text": source}, target)
+
+
+def title_generation(doc: Document, opt: TaskOptions) -> Out:
+    task = "title_generation"
+    if not doc.title or not doc.sentences or doc.kind == "text":
+        return
+    if len(doc.title) > opt.max_title_chars or len(doc.title) >= len(doc.text):
+        yield _reject(doc, task, "title_too_long")
+    else:
+        yield Example(task, _key(doc, task), {"text": doc.text}, doc.title)
+
+
+def title2contents(doc: Document, opt: TaskOptions) -> Out:
+    task = "title2contents"
+    if not doc.title or len(doc.sentences) < 2 or doc.kind == "text":
+        return
+    if len(doc.title) > opt.max_title_chars:
+        yield _reject(doc, task, "title_too_long")
+    else:
+        yield Example(task, _key(doc, task), {"title": doc.title}, doc.text)
+
+
+def text_completion(doc: Document, opt: TaskOptions) -> Out:
+    task = "text_completion"
+    if doc.kind not in PROSE_KINDS or doc.kind == "mrc":
+        return
+    window = doc.sentences[: opt.completion_max_sentences]
+    if len(window) < 4:
+        yield _reject(doc, task, "too_few_sentences")
+        return
+    cut = max(1, min(len(window) - 1, round(len(window) * opt.completion_prefix_ratio)))
+    yield Example(task, _key(doc, task), {"text": " ".join(window[:cut])}, " ".join(window[cut:]))
+
+
+def text_composition(doc: Document, opt: TaskOptions) -> Out:
+    task = "text_composition"
+    if doc.kind not in PROSE_KINDS or doc.kind == "mrc":
+        return
+    sentences = doc.sentences
+    if len(sentences) < 3:
+        yield _reject(doc, task, "too_few_sentences")
+        return
+    h = stable_hash(opt.seed, doc.source, doc.doc_id, task)
+    size = 3 if len(sentences) == 3 else 3 + h % 2  # 3 or 4 consecutive sentences
+    start = (h >> 8) % (len(sentences) - size + 1)
+    window = sentences[start: start + size]
+    middle = 1 if size == 3 else 1 + (h >> 16) % 2
+    shown = [*window[:middle], BLANK, *window[middle + 1:]]
+    yield Example(task, _key(doc, task), {"text": " ".join(shown)}, window[middle])
+
+
+def keyword_tagging(doc: Document, opt: TaskOptions) -> Out:
+    task = "keyword_tagging"
+    if not doc.keywords:
+        return
+    if len(doc.keywords) < opt.min_keywords:
+        yield _reject(doc, task, "too_few_keywords")
+        return
+    yield Example(task, _key(doc, task), {"text": doc.body_html or doc.text}, KEYWORD_SEPARATOR.join(doc.keywords))
+
+
+def table2title(doc: Document, opt: TaskOptions) -> Out:
+    task = "table2title"
+    for i, passage in enumerate(doc.passages):
+        if passage.context_format != "html":
+            continue
+        if not passage.table_title:
+            if doc.kind == "table":
+                yield _reject(doc, task, "missing_field:table_title")
+            continue
+        yield Example(task, _key(doc, task, i), {"table": passage.context}, passage.table_title)
