@@ -1,0 +1,1 @@
+"""Generation backends behind the gateway: in-process transformers, or vLLM over HTTP."""

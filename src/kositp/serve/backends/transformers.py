@@ -1,0 +1,129 @@
+"""The in-process backend: a transformers model on this machine, with dynamic batching.
+
+The prompt is rendered with the model's own chat format from `kositp.chat` (the one it was
+trained and exported with), and generation stops at that format's end-of-turn ids.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+from kositp.errors import KositpError
+from kositp.serve.backends.base import Backend, BackendRequestError, Event, Finished
+from kositp.serve.backends.batching import BatchingEngine, Job, SamplingSpec
+from kositp.serve.config import ServeConfig
+from kositp.serve.schemas import ChatCompletionRequest, CompletionRequest, _SamplingParams
+
+
+def served_name(cfg: ServeConfig) -> str:
+    """The id clients use: the configured name, the alias itself (tiny, default) or the directory name."""
+    if cfg.served_model_name:
+        return cfg.served_model_name
+    if cfg.model in ("tiny", "default") or cfg.model.startswith("tiny:"):
+        return cfg.model
+    return Path(cfg.model).resolve().name or cfg.model
+
+
+def load_for_serving(model: str, dtype: str):
+    """Model, tokenizer with its chat template, and the end-of-turn ids, all from kositp's own loaders."""
+    from kositp.chat import end_of_turn_ids, load_chat_format
+    from kositp.models import load_model, load_tokenizer, resolve_model_path
+
+    path = resolve_model_path(model)
+    if not Path(path).exists():
+        raise KositpError(f"model '{model}' is not a directory, an export or an alias (tiny, tiny:SEED, default)")
+    tokenizer = load_tokenizer(path)
+    fmt = load_chat_format(path, tokenizer)
+    tokenizer.chat_template = fmt.template
+    eot = end_of_turn_ids(tokenizer, fmt)
+    mdl = load_model(path, dtype=dtype)
+    mdl.eval()
+    return mdl, tokenizer, eot
+
+
+class TransformersBackend(Backend):
+    def __init__(self, cfg: ServeConfig) -> None:
+        self.cfg = cfg
+        self.name = served_name(cfg)
+        self.engine: BatchingEngine | None = None
+        self.tokenizer = None
+        self.context_length = 2048
+
+    @property
+    def model_ids(self) -> list[str]:
+        return [self.name]
+
+    async def start(self) -> None:
+        model, tokenizer, eot = await asyncio.to_thread(load_for_serving, self.cfg.model, self.cfg.dtype)
+        self.tokenizer = tokenizer
+        self.context_length = int(getattr(model.config, "max_position_embeddings", 2048) or 2048)
+        self.engine = BatchingEngine(model, tokenizer, eot, self.cfg.max_batch_size, self.cfg.batch_wait_ms)
+        self.engine.start()
+
+    async def stop(self) -> None:
+        if self.engine is not None:
+            await asyncio.to_thread(self.engine.stop)
+
+    def ready(self) -> bool:
+        return self.engine is not None
+
+    def queue_depth(self) -> int:
+        return self.engine.queue_depth() if self.engine else 0
+
+    def _check_model(self, requested: str) -> None:
+        if requested not in self.model_ids:
+            raise BackendRequestError(
+                f"model '{requested}' is not served here; available: {', '.join(self.model_ids)}",
+                status=404,
+                code="model_not_found",
+                param="model",
+            )
+
+    def _check_length(self, prompt_ids: list[int], max_tokens: int) -> None:
+        limit = min(self.cfg.max_prompt_tokens, self.context_length - max_tokens)
+        if len(prompt_ids) > limit:
+            raise BackendRequestError(
+                f"the prompt has {len(prompt_ids)} tokens; at most {limit} fit with max_tokens={max_tokens}",
+                code="context_length_exceeded",
+                param="messages",
+            )
+
+    def chat(self, req: ChatCompletionRequest, max_tokens: int) -> AsyncIterator[Event]:
+        from kositp.chat import render
+
+        self._check_model(req.model)
+        messages = [{"role": "system" if m.role == "developer" else m.role, "content": m.text()} for m in req.messages]
+        try:
+            prompt = render(self.tokenizer, messages, add_generation_prompt=True)
+        except Exception as exc:  # a template may reject a role order (e.g. two system turns)
+            raise BackendRequestError(f"messages do not fit the chat template: {exc}", param="messages") from None
+        ids = self.tokenizer(prompt, add_special_tokens=False)["input_ids"]
+        return self._generate(ids, req, max_tokens)
+
+    def complete(self, req: CompletionRequest, max_tokens: int) -> AsyncIterator[Event]:
+        self._check_model(req.model)
+        ids = self.tokenizer(req.prompt_text)["input_ids"]
+        if not ids:
+            raise BackendRequestError("the prompt is empty", param="prompt")
+        return self._generate(ids, req, max_tokens)
+
+    def _generate(self, ids: list[int], req: _SamplingParams, max_tokens: int) -> AsyncIterator[Event]:
+        self._check_length(ids, max_tokens)
+        spec = SamplingSpec(max_tokens, req.temperature, req.top_p, req.stops, req.seed)
+        return self._stream(Job(ids, spec, asyncio.get_running_loop(), asyncio.Queue()))
+
+    async def _stream(self, job: Job) -> AsyncIterator[Event]:
+        assert self.engine is not None
+        self.engine.submit(job)
+        try:
+            while True:
+                event = await job.out.get()
+                if isinstance(event, Exception):
+                    raise event
+                yield event
+                if isinstance(event, Finished):
+                    return
+        finally:
+            job.cancelled.set()  # a closed stream (client gone) frees the batch row
