@@ -22,7 +22,12 @@ C = TypeVar("C", bound="Config")
 # Which schema validates the YAML files under configs/: a folder name (configs/<folder>/*.yaml) or a
 # top-level file's stem (configs/<stem>.yaml) -> "module:attribute". The attribute is a Config
 # subclass, or a function that takes the path and raises on an invalid file. A test checks them all.
-CONFIG_SCHEMAS: dict[str, str] = {"data": "kositp.data.build:BuildConfig"}
+CONFIG_SCHEMAS: dict[str, str] = {
+    "data": "kositp.data.build:BuildConfig",
+    "sft": "kositp.train.sft:SFTConfig",
+    "pref": "kositp.train.pref:PrefConfig",
+    "accelerate": "kositp.train.accelerate_configs:validate",
+}
 
 
 class Config(BaseModel):

@@ -1,7 +1,90 @@
-"""`kositp train ...` commands."""
+"""`kositp train ...` commands: thin wrappers that load a recipe, apply overrides and call the entry point."""
 
 from __future__ import annotations
+
+import os
+from pathlib import Path
 
 import typer
 
 train_app = typer.Typer(help="Fine-tune (SFT) and align (DPO, ORPO, KTO, SimPO) models.", no_args_is_help=True)
+
+OVERRIDES_HELP = ("Recipe overrides as key=value, using the config's field names (the trainer's own names), "
+                  "e.g. max_steps=40 learning_rate=1e-4 lora_r=16.")
+
+
+def _apply_flags(cfg, **flags):
+    """Command-line flags win over the config file and key=value overrides (validated on assignment)."""
+    from pydantic import ValidationError
+
+    from kositp.errors import KositpError
+
+    for key, value in flags.items():
+        if value is not None:
+            try:
+                setattr(cfg, key, str(value) if isinstance(value, Path) else value)
+            except ValidationError as err:
+                raise KositpError(f"invalid --{key.replace('_', '-')}: {err.errors()[0]['msg']}") from None
+    return cfg
+
+
+def _quiet_libraries() -> None:
+    # The rich bar and metrics.jsonl carry progress; keep `datasets`/transformers chatter off the terminal.
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    try:
+        import datasets
+        import transformers
+
+        datasets.disable_progress_bars()
+        transformers.logging.set_verbosity_error()
+        transformers.utils.logging.disable_progress_bar()
+    except ImportError:  # pragma: no cover - the train extra is not installed
+        pass
+
+
+@train_app.command("sft")
+def sft_command(
+    overrides: list[str] = typer.Argument(None, help=OVERRIDES_HELP, show_default=False),
+    config: Path | None = typer.Option(None, "--config", "-c", help="Recipe YAML (see configs/sft/)."),
+    model: str | None = typer.Option(None, "--model", help="Base model: tiny, default, a directory or a hub id."),
+    data: Path | None = typer.Option(None, "--data", help="`kositp data build` output directory or a .jsonl file."),
+    out: Path | None = typer.Option(None, "--out", help="Run directory to write."),
+) -> None:
+    """Supervised fine-tuning with LoRA / QLoRA / full weights (TRL on CPU, Unsloth on CUDA).
+
+    Writes RUN/adapter (or RUN/model), run.json, config.yaml, metrics.jsonl, loss.png, tb/ and checkpoints/.
+    """
+    from kositp.config import load_config
+    from kositp.train.sft import SFTConfig, train_sft
+
+    _quiet_libraries()
+    cfg = _apply_flags(load_config(SFTConfig, config, overrides or []), model=model, data=data, out=out)
+    run = train_sft(cfg)
+    typer.echo(f"SFT run written to {run}")
+
+
+@train_app.command("pref")
+def pref_command(
+    overrides: list[str] = typer.Argument(None, help=OVERRIDES_HELP, show_default=False),
+    config: Path | None = typer.Option(None, "--config", "-c", help="Recipe YAML (see configs/pref/)."),
+    method: str | None = typer.Option(None, "--method", help="dpo, orpo, kto or simpo."),
+    model: str | None = typer.Option(None, "--model", help="Base model (must match the SFT run's base)."),
+    adapter: Path | None = typer.Option(None, "--adapter", help="SFT run directory whose adapter to continue."),
+    data: Path | None = typer.Option(None, "--data", help="Preference data: a directory with train.jsonl or a file."),
+    out: Path | None = typer.Option(None, "--out", help="Run directory to write."),
+) -> None:
+    """Preference alignment: DPO, ORPO, KTO or SimPO, on a base model or on top of an SFT run.
+
+    With LoRA the reference model is the adapter-disabled base (or a frozen copy of the SFT adapter).
+    """
+    from kositp.config import load_config
+    from kositp.errors import KositpError
+    from kositp.train.pref import METHODS, PrefConfig, train_pref
+
+    if method is not None and method not in METHODS:
+        raise KositpError(f"unknown preference method '{method}'; choose one of: {', '.join(METHODS)}")
+    _quiet_libraries()
+    cfg = load_config(PrefConfig, config, overrides or [])
+    cfg = _apply_flags(cfg, method=method, model=model, sft_run=adapter, data=data, out=out)
+    run = train_pref(cfg)
+    typer.echo(f"{cfg.method.upper()} run written to {run}")

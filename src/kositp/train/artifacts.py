@@ -1,0 +1,79 @@
+"""Writing the run directory that export, serving and evaluation read (see docs/training.md).
+
+RUN/
+  run.json         kind, method, base model, adapter/model dir, chat format, final step, parent run
+  adapter/         PEFT adapter + tokenizer with template + kositp_chat.json   (LoRA / QLoRA)
+  model/           full weights + tokenizer + kositp_chat.json                 (full fine-tuning)
+  config.yaml      the resolved recipe
+  summary.json     examples used/dropped, wall time, tokens/s
+  metrics.jsonl    loss, lr, tokens seen, step time (+ reward metrics for preference runs)
+  loss.png, tb/, checkpoints/checkpoint-N/
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+from kositp.chat import ChatFormat, end_of_turn_ids, save_chat_format
+from kositp.train.common import ADAPTER_DIR, MODEL_DIR, write_run_json
+
+SUMMARY_FILE = "summary.json"
+
+
+def save_trained(trainer, tokenizer, fmt: ChatFormat, out: Path, is_peft: bool) -> str:
+    """Save the adapter (or full model) with its tokenizer and chat format; return the subdirectory name."""
+    name = ADAPTER_DIR if is_peft else MODEL_DIR
+    target = out / name
+    trainer.save_model(str(target))  # handles unwrapping and distributed/FSDP state gathering
+    if not trainer.is_world_process_zero():
+        return name
+    # DPO/KTO continuing an SFT adapter keep a frozen "ref" copy beside it; PEFT saves extra adapters
+    # in subfolders. Export expects exactly one adapter over the base, so drop the reference copy.
+    for sub in target.iterdir():
+        if sub.is_dir() and (sub / "adapter_config.json").is_file():
+            shutil.rmtree(sub)
+    tokenizer.save_pretrained(str(target))
+    save_chat_format(tokenizer, fmt, target)
+    model = trainer.accelerator.unwrap_model(trainer.model)
+    generation_config = getattr(model, "generation_config", None)
+    if generation_config is not None:
+        # TRL re-aligns eos with the tokenizer's plain eos during training; put the turn-ending ids back
+        # so export and serving stop where training taught (the adapter carries them too).
+        generation_config.eos_token_id = end_of_turn_ids(tokenizer, fmt)
+        generation_config.pad_token_id = tokenizer.pad_token_id
+        generation_config.save_pretrained(str(target))
+    return name
+
+
+def write_run_record(
+    out: Path,
+    *,
+    kind: str,
+    method: str,
+    base_model: str,
+    base_model_path: str,
+    saved: str,
+    chat_format: str,
+    final_step: int,
+    parent_run: str | None,
+) -> None:
+    record = {
+        "kind": kind,
+        "method": method,
+        "base_model": base_model,
+        "base_model_path": base_model_path,
+        "adapter": saved if saved == ADAPTER_DIR else None,
+        "model": saved if saved == MODEL_DIR else None,
+        "chat_format": chat_format,
+        "final_step": final_step,
+        "parent_run": parent_run,
+    }
+    write_run_json(out, record)
+
+
+def write_summary(out: Path, summary: dict[str, Any]) -> None:
+    """summary.json: what happened (examples used and dropped, wall time, throughput); run.json stays the contract."""
+    (out / SUMMARY_FILE).write_text(json.dumps(summary, ensure_ascii=False, indent=2), encoding="utf-8")

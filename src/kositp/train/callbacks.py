@@ -1,0 +1,179 @@
+"""Trainer callbacks: metrics.jsonl + TensorBoard, a rich progress bar, and the loss-curve PNG.
+
+Only the main process writes files; under `accelerate launch` every rank trains but rank 0 logs.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+from transformers import TrainerCallback
+
+METRICS_FILE = "metrics.jsonl"
+PLOT_FILE = "loss.png"
+TB_DIR = "tb"
+# Keys renamed for metrics.jsonl; everything else numeric is kept under its trainer name.
+RENAME = {"learning_rate": "lr", "num_input_tokens_seen": "tokens_seen"}
+
+
+class MetricsCallback(TrainerCallback):
+    """One JSON line per log event: step, loss, lr, tokens seen, seconds per step, and method metrics."""
+
+    def __init__(self, run_dir: Path):
+        self.run_dir = Path(run_dir)
+        self.path = self.run_dir / METRICS_FILE
+        self._writer = None
+        self._step_started = 0.0
+        self._step_times: list[float] = []
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        if state.is_world_process_zero:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self._writer = SummaryWriter(log_dir=str(self.run_dir / TB_DIR))
+
+    def on_step_begin(self, args, state, control, **kwargs):
+        self._step_started = time.perf_counter()
+
+    def on_step_end(self, args, state, control, **kwargs):
+        self._step_times.append(time.perf_counter() - self._step_started)
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if not state.is_world_process_zero or not logs:
+            return
+        record: dict[str, Any] = {"step": state.global_step, "epoch": round(state.epoch or 0.0, 4)}
+        for key, value in logs.items():
+            if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
+                record[RENAME.get(key, key)] = value
+        if "tokens_seen" not in record and state.num_input_tokens_seen:
+            record["tokens_seen"] = int(state.num_input_tokens_seen)
+        is_eval = any(k.startswith("eval_") for k in record)
+        record["split"] = "eval" if is_eval else "train"
+        if not is_eval and self._step_times:
+            record["step_time_s"] = round(sum(self._step_times) / len(self._step_times), 6)
+            self._step_times.clear()
+        with self.path.open("a", encoding="utf-8") as handle:
+            handle.write(json.dumps(record, ensure_ascii=False) + "\n")
+        if self._writer is not None:
+            for key, value in record.items():
+                if key not in ("step", "split"):
+                    self._writer.add_scalar(f"{record['split']}/{key}", value, state.global_step)
+            self._writer.flush()
+
+    def on_train_end(self, args, state, control, **kwargs):
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
+
+
+class RichProgressCallback(TrainerCallback):
+    """A rich progress bar on stderr showing step, loss and tokens/s (replaces transformers' tqdm)."""
+
+    def __init__(self, description: str):
+        self.description = description
+        self._progress = None
+        self._task = None
+        self._last = ""
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        if not state.is_world_process_zero:
+            return
+        from rich.console import Console
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
+
+        self._progress = Progress(
+            TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+            TimeElapsedColumn(), TimeRemainingColumn(), TextColumn("{task.fields[info]}"),
+            console=Console(stderr=True), transient=False,
+        )
+        self._progress.start()
+        self._task = self._progress.add_task(self.description, total=state.max_steps, completed=state.global_step,
+                                             info="")
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if self._progress is not None:
+            self._progress.update(self._task, completed=state.global_step, info=self._last)
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if self._progress is None or not logs:
+            return
+        parts = []
+        for key, label in (("loss", "loss"), ("eval_loss", "eval"), ("rewards/accuracies", "acc")):
+            if key in logs:
+                parts.append(f"{label} {logs[key]:.4f}")
+        if parts:
+            self._last = " ".join(parts)
+            self._progress.update(self._task, info=self._last)
+
+    def on_train_end(self, args, state, control, **kwargs):
+        if self._progress is not None:
+            self._progress.update(self._task, completed=state.global_step)
+            self._progress.stop()
+            self._progress = None
+
+
+def read_metrics(run_dir: Path) -> list[dict[str, Any]]:
+    path = Path(run_dir) / METRICS_FILE
+    if not path.is_file():
+        return []
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def truncate_metrics(run_dir: Path, last_step: int) -> None:
+    """On resume, forget log lines written after the checkpoint we restart from (they will be redone)."""
+    path = Path(run_dir) / METRICS_FILE
+    if path.is_file():
+        kept = [r for r in read_metrics(run_dir) if r["step"] <= last_step]
+        path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in kept), encoding="utf-8")
+
+
+def plot_metrics(run_dir: Path, title: str) -> Path | None:
+    """loss.png: train/eval loss, plus reward accuracy and margin panels for preference runs."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = read_metrics(run_dir)
+    train = [r for r in rows if r.get("split") == "train" and "loss" in r]
+    if not train:
+        return None
+    evals = [r for r in rows if "eval_loss" in r]
+    reward = [r for r in train if "rewards/accuracies" in r]
+    panels = 2 if reward else 1
+    fig, axes = plt.subplots(1, panels, figsize=(6 * panels, 4), squeeze=False)
+    ax = axes[0][0]
+    ax.plot([r["step"] for r in train], [r["loss"] for r in train], label="train loss")
+    if evals:
+        ax.plot([r["step"] for r in evals], [r["eval_loss"] for r in evals], "o-", label="eval loss")
+    ax.set_xlabel("step")
+    ax.set_ylabel("loss")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    if reward:
+        ax2 = axes[0][1]
+        steps = [r["step"] for r in reward]
+        ax2.plot(steps, [r["rewards/accuracies"] for r in reward], label="reward accuracy")
+        if all("rewards/margins" in r for r in reward):
+            ax2.plot(steps, [r["rewards/margins"] for r in reward], label="reward margin")
+        ax2.set_xlabel("step")
+        ax2.set_title("preference rewards")
+        ax2.grid(alpha=0.3)
+        ax2.legend()
+    fig.tight_layout()
+    out = Path(run_dir) / PLOT_FILE
+    fig.savefig(out, dpi=100)
+    plt.close(fig)
+    return out

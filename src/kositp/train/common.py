@@ -1,0 +1,223 @@
+"""What SFT and preference runs share: the recipe fields, run-directory checks and trainer arguments.
+
+Field names follow the Hugging Face/TRL trainer arguments (`learning_rate`, `max_steps`,
+`per_device_train_batch_size`, ...) so that `key=value` overrides read like the trainer's own
+options; anything not promoted to a field can still be passed through `trainer_args`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field
+
+from kositp.config import Config
+from kositp.errors import KositpError
+
+RUN_FILE = "run.json"
+CHECKPOINT_DIR = "checkpoints"
+ADAPTER_DIR = "adapter"
+MODEL_DIR = "model"
+
+
+class TrainConfig(Config):
+    """Fields every training recipe has: model, data, output, adapter, optimisation and logging."""
+
+    # --- what to train, on what, into where
+    model: str = Field("tiny", description="Base model: `tiny`, `tiny:SEED`, `default` (gemma-3-270m), a local "
+                       "directory or a Hugging Face Hub id (offline: use a local copy).")
+    data: str | None = Field(None, description="Training data: a directory with train.jsonl (+ validation.jsonl), "
+                             "one .jsonl file, or a `datasets` id available offline.")
+    out: str | None = Field(None, description="Run directory to create (adapter/model, metrics, checkpoints).")
+    chat_format: str = Field("auto", description="Chat template: `auto` (the model's own family, else ChatML), "
+                             "`chatml` or `gemma`. Recorded beside the tokenizer for export and serving.")
+    dtype: Literal["float32", "bfloat16", "float16", "auto"] = Field(
+        "float32", description="Weight dtype when loading the base model. CPU runs keep float32 master weights; "
+        "use `bf16: true` for bfloat16 autocast.")
+    backend: Literal["auto", "trl", "unsloth"] = Field(
+        "auto", description="`auto` uses Unsloth when CUDA and the `unsloth` package are present, else TRL.")
+
+    # --- adapter
+    adapter_type: Literal["lora", "qlora", "full"] = Field(
+        "lora", description="LoRA, QLoRA (4-bit NF4 base, CUDA + bitsandbytes only) or full fine-tuning.")
+    lora_r: int = Field(8, ge=1, le=1024, description="LoRA rank.")
+    lora_alpha: int = Field(32, ge=1, description="LoRA scaling numerator (scale = alpha / r).")
+    lora_dropout: float = Field(0.05, ge=0.0, lt=1.0, description="Dropout on the LoRA input.")
+    lora_target_modules: str | list[str] = Field(
+        "all-linear", description="Modules that get LoRA: `all-linear` (every linear layer except the output "
+        "head) or a list of module names such as [q_proj, v_proj].")
+
+    # --- optimisation (TRL/transformers names)
+    num_train_epochs: float = Field(1.0, gt=0, description="Epochs over the training split (ignored if max_steps > 0).")
+    max_steps: int = Field(-1, description="Total optimizer steps; -1 means run num_train_epochs.")
+    per_device_train_batch_size: int = Field(8, ge=1, le=4096, description="Sequences per device per micro-batch.")
+    per_device_eval_batch_size: int = Field(8, ge=1, le=4096, description="Sequences per device for evaluation.")
+    gradient_accumulation_steps: int = Field(1, ge=1, le=4096, description="Micro-batches per optimizer step.")
+    learning_rate: float = Field(2e-4, gt=0, lt=1, description="Peak learning rate.")
+    lr_scheduler_type: str = Field("cosine", description="transformers scheduler name: linear, cosine, constant, "
+                                   "constant_with_warmup, ...")
+    warmup_steps: float = Field(0.03, ge=0, description="Warm-up: a step count (>= 1) or a fraction of all steps (< 1).")
+    weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay.")
+    max_grad_norm: float = Field(1.0, ge=0, description="Gradient clipping norm (0 disables).")
+    optim: str = Field("adamw_torch", description="transformers optimizer name (e.g. adamw_torch, "
+                       "paged_adamw_8bit on CUDA).")
+    bf16: bool | Literal["auto"] = Field(
+        False, description="bfloat16 mixed precision; `auto` turns it on where the hardware supports it.")
+    gradient_checkpointing: bool = Field(False, description="Recompute activations to save memory.")
+    seed: int = Field(42, description="Seed for model init of the adapter, data order and dropout.")
+    max_length: int | None = Field(1024, ge=8, description="Longest tokenized example; longer ones are dropped "
+                                   "(and counted) rather than cut mid-answer. null keeps everything.")
+    max_train_samples: int | None = Field(None, ge=1, description="Use only the first N training records.")
+    max_eval_samples: int | None = Field(None, ge=1, description="Use only the first N validation records.")
+
+    # --- evaluation, checkpoints, logging
+    eval_steps: int | None = Field(None, ge=1, description="Evaluate on the validation split every N steps "
+                                   "(null: only at the end, when a validation split exists).")
+    save_steps: int = Field(500, ge=1, description="Write checkpoints/checkpoint-N every N steps.")
+    save_total_limit: int | None = Field(3, ge=1, description="Keep at most this many checkpoints.")
+    logging_steps: int = Field(1, ge=1, description="Log loss, lr, tokens and step time every N steps.")
+    resume: bool = Field(False, description="Continue from the latest checkpoint in out/checkpoints.")
+    overwrite: bool = Field(False, description="Allow writing into a non-empty run directory without resuming.")
+    progress: bool = Field(True, description="Show a rich progress bar on the terminal (stderr).")
+    trainer_args: dict[str, Any] = Field(
+        default_factory=dict, description="Extra TRL/transformers trainer arguments passed through unchanged.")
+
+    # ------------------------------------------------------------------ helpers
+
+    def require_paths(self) -> tuple[str, Path]:
+        if not self.data:
+            raise KositpError("no training data: pass --data DIR (or data=... in the config)")
+        if not self.out:
+            raise KositpError("no run directory: pass --out RUN (or out=... in the config)")
+        return self.data, Path(self.out)
+
+    def uses_peft(self) -> bool:
+        return self.adapter_type in ("lora", "qlora")
+
+
+def prepare_run_dir(out: Path, resume: bool, overwrite: bool) -> str | None:
+    """Create `out`; return the checkpoint to resume from (or None). Refuse to mix two runs silently."""
+    ckpt_root = out / CHECKPOINT_DIR
+    latest = latest_checkpoint(ckpt_root)
+    if resume:
+        if latest is None:
+            raise KositpError(f"resume=true but {ckpt_root} holds no checkpoint-N directory to resume from")
+        return str(latest)
+    if out.exists() and any(out.iterdir()) and not overwrite:
+        raise KositpError(f"run directory {out} is not empty; pass resume=true to continue it or overwrite=true "
+                          "to start again there")
+    out.mkdir(parents=True, exist_ok=True)
+    return None
+
+
+def latest_checkpoint(ckpt_root: Path) -> Path | None:
+    """The complete checkpoint with the highest step (a checkpoint killed mid-write lacks trainer_state.json)."""
+    if not ckpt_root.is_dir():
+        return None
+    done = [p for p in ckpt_root.glob("checkpoint-*") if p.name.split("-")[-1].isdigit()
+            and (p / "trainer_state.json").is_file()]
+    return max(done, key=lambda p: int(p.name.split("-")[-1]), default=None)
+
+
+def resolve_bf16(value: bool | str) -> bool:
+    import torch
+
+    if value == "auto":
+        if torch.cuda.is_available():
+            return torch.cuda.is_bf16_supported()
+        return bool(getattr(torch.backends, "cpu", None) and _cpu_has_bf16())
+    return bool(value)
+
+
+def _cpu_has_bf16() -> bool:
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def trainer_common_args(cfg: TrainConfig, out: Path, has_eval: bool) -> dict[str, Any]:
+    """Keyword arguments for any TRL config class, from the shared fields."""
+    import torch
+
+    bf16 = resolve_bf16(cfg.bf16)
+    eval_strategy = "no"
+    if has_eval:
+        eval_strategy = "steps" if cfg.eval_steps else "no"
+    args: dict[str, Any] = dict(
+        output_dir=str(out / CHECKPOINT_DIR),
+        num_train_epochs=cfg.num_train_epochs,
+        max_steps=cfg.max_steps,
+        per_device_train_batch_size=cfg.per_device_train_batch_size,
+        per_device_eval_batch_size=cfg.per_device_eval_batch_size,
+        gradient_accumulation_steps=cfg.gradient_accumulation_steps,
+        learning_rate=cfg.learning_rate,
+        lr_scheduler_type=cfg.lr_scheduler_type,
+        warmup_steps=cfg.warmup_steps,
+        weight_decay=cfg.weight_decay,
+        max_grad_norm=cfg.max_grad_norm,
+        optim=cfg.optim,
+        bf16=bf16,
+        gradient_checkpointing=cfg.gradient_checkpointing,
+        seed=cfg.seed,
+        data_seed=cfg.seed,
+        eval_strategy=eval_strategy,
+        eval_steps=cfg.eval_steps,
+        save_strategy="steps",
+        save_steps=cfg.save_steps,
+        save_total_limit=cfg.save_total_limit,
+        logging_steps=cfg.logging_steps,
+        logging_first_step=True,
+        report_to="none",  # our MetricsCallback writes TensorBoard to RUN/tb and metrics.jsonl
+        disable_tqdm=True,  # replaced by the rich progress bar
+        use_cpu=not torch.cuda.is_available(),
+        dataloader_num_workers=0,
+        include_num_input_tokens_seen="non_padding",
+        save_only_model=False,
+    )
+    if cfg.gradient_checkpointing:
+        args["gradient_checkpointing_kwargs"] = {"use_reentrant": False}
+    return args
+
+
+def build_trl_args(config_cls, base: dict[str, Any], extra: dict[str, Any]):
+    """Instantiate a TRL config dataclass; unknown `trainer_args` keys become one clear error."""
+    import dataclasses
+
+    valid = {f.name for f in dataclasses.fields(config_cls)}
+    unknown = sorted(set(extra) - valid)
+    if unknown:
+        raise KositpError(f"unknown trainer_args key(s) for {config_cls.__name__}: {', '.join(unknown)}")
+    try:
+        return config_cls(**(base | extra))
+    except (ValueError, TypeError) as exc:
+        raise KositpError(f"invalid trainer arguments: {str(exc).splitlines()[0]}") from None
+
+
+def write_run_json(out: Path, record: dict[str, Any]) -> None:
+    (out / RUN_FILE).write_text(json.dumps(record, ensure_ascii=False, indent=2), encoding="utf-8")
+
+
+def read_run_json(run: Path) -> dict[str, Any]:
+    path = Path(run) / RUN_FILE
+    if not path.is_file():
+        raise KositpError(f"{run} is not a kositp run directory (no {RUN_FILE})")
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise KositpError(f"{path} is not valid JSON: {exc.msg}") from None
+
+
+def is_main_process() -> bool:
+    return int(os.environ.get("RANK", "0")) == 0
+
+
+def drop_printer(trainer) -> None:
+    """With tqdm disabled, transformers prints every log dict to stdout; metrics.jsonl and the bar replace it."""
+    from transformers.trainer_callback import PrinterCallback
+
+    trainer.remove_callback(PrinterCallback)

@@ -1,0 +1,212 @@
+"""Preference alignment (`kositp train pref`): DPO, ORPO, KTO and SimPO with TRL + PEFT.
+
+Reference model without a second copy of the weights:
+* fresh LoRA on the base: TRL computes reference log-probs with the adapter disabled;
+* continuing an SFT run (`sft_run=RUN`): the SFT adapter is loaded trainable, and TRL's DPO/KTO
+  trainers add a frozen "ref" copy of it (a second small adapter, not a second model). Only the
+  trained adapter is saved, so the result is still base + ONE adapter for export.
+ORPO and SimPO are reference-free.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field
+
+from kositp.config import dump_config
+from kositp.errors import KositpError
+from kositp.train.common import (
+    ADAPTER_DIR,
+    MODEL_DIR,
+    TrainConfig,
+    build_trl_args,
+    drop_printer,
+    prepare_run_dir,
+    read_run_json,
+    trainer_common_args,
+)
+
+METHODS = ("dpo", "orpo", "kto", "simpo")
+
+
+class PrefConfig(TrainConfig):
+    """Recipe for `kositp train pref`. Field names follow TRL's DPO/KTO/ORPO/CPO configs."""
+
+    method: Literal["dpo", "orpo", "kto", "simpo"] = Field("dpo", description="Preference objective.")
+    model: str | None = Field(None, description="Base model; with sft_run it may be omitted (taken from the run) "
+                              "and, when given, must be the run's base model.")
+    sft_run: str | None = Field(None, description="SFT run directory to continue (its adapter is trained further "
+                                "and a frozen copy serves as the reference).")
+    learning_rate: float = Field(5e-5, gt=0, lt=1, description="Peak learning rate (preference tuning wants a "
+                                 "smaller one than SFT).")
+    beta: float = Field(0.1, gt=0, description="DPO/KTO: KL strength; ORPO: odds-ratio weight (lambda); "
+                        "SimPO: reward scale (2.0-2.5 in the paper).")
+    loss_type: str = Field("sigmoid", description="DPO loss variant (sigmoid, ipo, hinge, robust, ...).")
+    simpo_gamma: float = Field(0.5, ge=0, description="SimPO target reward margin (gamma / beta ratio in TRL's CPO).")
+    desirable_weight: float = Field(1.0, gt=0, description="KTO weight of desirable (chosen) examples.")
+    undesirable_weight: float = Field(1.0, gt=0, description="KTO weight of undesirable (rejected) examples.")
+    max_length: int | None = Field(1024, ge=8, description="Longest prompt + answer in tokens (TRL truncates).")
+    per_device_train_batch_size: int = Field(4, ge=1, le=4096, description="Preference pairs per micro-batch.")
+
+
+def _resolve_parent(cfg: PrefConfig) -> tuple[str, Path | None, str | None]:
+    """(base model value, SFT adapter dir or None, parent run) with the adapter/model mismatch checked."""
+    from kositp.models import resolve_model_path
+
+    if cfg.sft_run is None:
+        if not cfg.model:
+            raise KositpError("no model: pass --model M or --adapter SFT_RUN")
+        return cfg.model, None, None
+    run = Path(cfg.sft_run)
+    record = read_run_json(run)
+    if record.get("kind") != "sft":
+        raise KositpError(f"--adapter {run} is a {record.get('kind')!r} run; it must be an SFT run")
+    if record.get("model"):  # full fine-tune: its weights are the new base, LoRA goes on top
+        if cfg.model and cfg.model != str(run / MODEL_DIR):
+            raise KositpError(f"--adapter {run} is a full fine-tune; do not pass a different --model ({cfg.model})")
+        return str(run / record["model"]), None, str(run)
+    adapter_dir = run / (record.get("adapter") or ADAPTER_DIR)
+    if not (adapter_dir / "adapter_config.json").is_file():
+        raise KositpError(f"{adapter_dir} has no adapter_config.json; is the SFT run complete?")
+    if (cfg.model and cfg.model != record["base_model"]
+            and resolve_model_path(cfg.model) != record["base_model_path"]):
+        raise KositpError(f"adapter/model mismatch: SFT run {run} was trained on {record['base_model']!r}, "
+                          f"not {cfg.model!r}")
+    return record["base_model"], adapter_dir, str(run)
+
+
+def _load_with_sft_adapter(cfg: PrefConfig, base: str, adapter_dir: Path):
+    from peft import PeftModel
+    from transformers import AutoTokenizer
+
+    from kositp.chat import end_of_turn_ids, load_chat_format
+    from kositp.models import load_model, resolve_model_path
+    from kositp.train.modeling import LoadedModel, check_adapter_type, cuda_available
+
+    check_adapter_type(cfg.adapter_type, cuda_available())
+    tokenizer = AutoTokenizer.from_pretrained(str(adapter_dir))
+    fmt = load_chat_format(adapter_dir, tokenizer)
+    model = load_model(base, cfg.dtype)
+    if len(tokenizer) > model.get_input_embeddings().weight.shape[0]:
+        model.resize_token_embeddings(len(tokenizer))
+    model.generation_config.eos_token_id = end_of_turn_ids(tokenizer, fmt)
+    model.generation_config.pad_token_id = tokenizer.pad_token_id
+    model.config.pad_token_id = tokenizer.pad_token_id
+    model = PeftModel.from_pretrained(model, str(adapter_dir), is_trainable=True)
+    return LoadedModel(model, tokenizer, fmt, "trl", None, resolve_model_path(base))
+
+
+def _trainer_classes(method: str):
+    if method == "dpo":
+        from trl import DPOConfig, DPOTrainer
+
+        return DPOConfig, DPOTrainer
+    if method == "kto":
+        from trl import KTOConfig, KTOTrainer
+
+        return KTOConfig, KTOTrainer
+    if method == "orpo":
+        from trl.experimental.orpo import ORPOConfig, ORPOTrainer
+
+        return ORPOConfig, ORPOTrainer
+    if method == "simpo":  # SimPO is CPO's reference-free loss with a length-normalised reward and a margin
+        from trl.experimental.cpo import CPOConfig, CPOTrainer
+
+        return CPOConfig, CPOTrainer
+    raise KositpError(f"unknown preference method '{method}'; choose one of: {', '.join(METHODS)}")
+
+
+def _method_args(cfg: PrefConfig) -> dict[str, Any]:
+    args: dict[str, Any] = {"beta": cfg.beta, "max_length": cfg.max_length}
+    if cfg.method == "dpo":
+        args["loss_type"] = [cfg.loss_type]
+    elif cfg.method == "kto":
+        args |= {"desirable_weight": cfg.desirable_weight, "undesirable_weight": cfg.undesirable_weight}
+    elif cfg.method == "simpo":
+        args |= {"loss_type": "simpo", "cpo_alpha": 0.0, "simpo_gamma": cfg.simpo_gamma}
+    if cfg.method in ("orpo", "simpo"):
+        args["remove_unused_columns"] = False  # their collator needs the prompt/chosen/rejected columns
+    return args
+
+
+def build_pref_trainer(cfg: PrefConfig, out: Path, callbacks: list | None = None):
+    """Data, model and TRL trainer for `cfg`; returns (trainer, loaded, stats, base, parent_run)."""
+    from datasets import Dataset
+
+    from kositp.train import cpu_logprob
+    from kositp.train.data import load_records, preference_rows
+    from kositp.train.modeling import load_for_training
+
+    cpu_logprob.install()
+    data, _ = cfg.require_paths()
+    config_cls, trainer_cls = _trainer_classes(cfg.method)
+    base, adapter_dir, parent = _resolve_parent(cfg)
+    records = load_records(data)
+    unpaired = cfg.method == "kto"
+    train_rows = preference_rows(records["train"], unpaired)[: cfg.max_train_samples]
+    eval_rows = preference_rows(records.get("validation", []), unpaired)[: cfg.max_eval_samples]
+    if not train_rows:
+        raise KositpError(f"no preference records in {data}")
+
+    if adapter_dir is not None:
+        loaded = _load_with_sft_adapter(cfg, base, adapter_dir)
+    else:
+        loaded = load_for_training(cfg.model_copy(update={"model": base}), cfg.max_length)
+    args = build_trl_args(
+        config_cls,
+        trainer_common_args(cfg, out, has_eval=bool(eval_rows)) | _method_args(cfg),
+        cfg.trainer_args,
+    )
+    trainer = trainer_cls(
+        model=loaded.model,
+        args=args,
+        train_dataset=Dataset.from_list(train_rows),
+        eval_dataset=Dataset.from_list(eval_rows) if eval_rows else None,
+        processing_class=loaded.tokenizer,
+        peft_config=loaded.peft_config,
+        callbacks=callbacks or [],
+    )
+    drop_printer(trainer)
+    stats = {"train_records": len(train_rows), "eval_records": len(eval_rows), "method": cfg.method}
+    return trainer, loaded, stats, base, parent
+
+
+def train_pref(cfg: PrefConfig) -> Path:
+    """Run preference alignment as `cfg` says and return the run directory."""
+    from kositp.train.artifacts import save_trained, write_run_record, write_summary
+    from kositp.train.callbacks import MetricsCallback, RichProgressCallback, plot_metrics, truncate_metrics
+    from kositp.train.common import is_main_process
+
+    if cfg.method not in METHODS:  # pragma: no cover - pydantic already restricts it
+        raise KositpError(f"unknown preference method '{cfg.method}'")
+    _, out = cfg.require_paths()
+    resume_from = prepare_run_dir(out, cfg.resume, cfg.overwrite)
+    if resume_from and is_main_process():
+        truncate_metrics(out, int(Path(resume_from).name.split("-")[-1]))
+    if is_main_process():
+        dump_config(cfg, out / "config.yaml")
+    callbacks: list = [MetricsCallback(out)]
+    if cfg.progress:
+        callbacks.append(RichProgressCallback(cfg.method.upper()))
+    trainer, loaded, stats, base, parent = build_pref_trainer(cfg, out, callbacks)
+    started = time.perf_counter()
+    result = trainer.train(resume_from_checkpoint=resume_from)
+    wall = time.perf_counter() - started
+
+    is_peft = cfg.uses_peft() or parent is not None and (Path(parent) / ADAPTER_DIR).is_dir()
+    saved = save_trained(trainer, loaded.tokenizer, loaded.chat_format, out, is_peft)
+    if trainer.is_world_process_zero():
+        write_run_record(
+            out, kind="pref", method=cfg.method, base_model=base, base_model_path=loaded.base_model_path,
+            saved=saved, chat_format=loaded.chat_format.name, final_step=trainer.state.global_step,
+            parent_run=parent,
+        )
+        write_summary(out, stats | {
+            "backend": loaded.backend, "final_step": trainer.state.global_step, "train_loss": result.training_loss,
+            "resumed_from": resume_from, "wall_time_s": round(wall, 3), "world_size": trainer.args.world_size,
+        })
+        plot_metrics(out, f"{cfg.method.upper()} {base}")
+    return out
