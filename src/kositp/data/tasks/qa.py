@@ -43,9 +43,9 @@ def answerability_classification(doc: Document, opt: TaskOptions) -> Out:
     task = "answerability_classification"
     for passage in doc.passages:
         unanswerable = [qa for qa in passage.qas if qa.is_impossible]
-        # Every unanswerable question, and one answerable question from passages without any, keeps
+        # Every unanswerable question, and one answerable span question from passages without any, keeps
         # the two labels in a realistic balance instead of drowning "답변할 수 없음" in span questions.
-        chosen = unanswerable or [qa for qa in passage.qas if not qa.is_impossible][:1]
+        chosen = unanswerable or [qa for qa in passage.qas if qa.qtype == "span"][:1]
         for qa in chosen:
             label = UNANSWERABLE if qa.is_impossible else ANSWERABLE
             yield Example(task, _key(doc, qa, task), {"context": passage.context, "question": qa.question}, label)
