@@ -15,6 +15,7 @@ import typer
 from kositp.data.cli import data_app
 from kositp.errors import KositpError
 from kositp.eval.cli import eval_app
+from kositp.export.cli import export_command
 from kositp.serve.cli import serve_command
 from kositp.train.cli import train_app
 
@@ -33,6 +34,7 @@ app.add_typer(data_app, name="data")
 app.add_typer(train_app, name="train")
 app.add_typer(eval_app, name="eval")
 app.command("serve")(serve_command)
+app.command("export")(export_command)
 
 
 @app.callback()
