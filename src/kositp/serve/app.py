@@ -57,6 +57,30 @@ def _validation_message(exc: RequestValidationError) -> tuple[str, str | None]:
     return (f"{where}: {msg}" if where else msg), (loc[0] if loc else None)
 
 
+async def _prefetched(events: AsyncIterator) -> AsyncIterator:
+    """Wait for the first event before the 200 goes out, so a backend's refusal (unknown model, prompt
+    too long, no replica) still becomes a proper 4xx/503 instead of an error inside a started stream."""
+    try:
+        first = await events.__anext__()
+    except StopAsyncIteration:
+        first = None
+    except BaseException:
+        with contextlib.suppress(Exception):
+            await events.aclose()
+        raise
+
+    async def chained():
+        try:
+            if first is not None:
+                yield first
+            async for ev in events:
+                yield ev
+        finally:
+            await events.aclose()
+
+    return chained()
+
+
 def make_backend(cfg: ServeConfig) -> Backend:
     if cfg.backend == "vllm":
         from kositp.serve.backends.vllm import VllmBackend
@@ -293,7 +317,7 @@ def create_app(cfg: ServeConfig, backend: Backend | None = None) -> FastAPI:
         holder = slot()
         await holder.__aenter__()
         try:
-            events = events_factory()
+            events = await _prefetched(events_factory())
         except BaseException:
             await holder.__aexit__(None, None, None)
             raise
