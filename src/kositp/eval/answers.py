@@ -50,28 +50,37 @@ def _starts_with_label(text: str, surface: str) -> bool:
     return any(rest.startswith(end) and not _HANGUL.match(rest[len(end):len(end) + 1] or " ") for end in _COPULA)
 
 
+def _standalone_labels(text: str, ordered: list[tuple[str, str]]) -> set[str]:
+    """Labels whose surface occurs in `text` as a word of its own (a copula ending allowed after it)."""
+    found = set()
+    text = unicodedata.normalize("NFC", text or "").lower()
+    for label, surface in ordered:
+        surface = surface.lower()
+        for hit in re.finditer(re.escape(surface), text):
+            before = text[hit.start() - 1] if hit.start() else " "
+            if not (_HANGUL.match(before) or before.isalpha()) and _starts_with_label(text[hit.start():], surface):
+                found.add(label)
+                break
+    return found
+
+
 def match_label(output: str, surfaces: dict[str, tuple[str, ...]]) -> str | None:
     """The one label `output` gives, or None (invalid).
 
-    1. The first non-empty line, lead-in ("정답:") removed, starts with a label's surface form.
-    2. Otherwise exactly one label's surface appears as a standalone word anywhere in the output.
+    1. The first non-empty line, lead-in ("정답:") removed, starts with a label's surface form, and
+       no other label stands in that line ("긍정 또는 부정" is a hedge, not an answer).
+    2. Otherwise exactly one label's surface appears as a word of its own anywhere in the output.
     Longer surfaces are tried first so 아니요 is not read as 아니.
     """
     ordered = sorted(
-        ((label, _compact_surface) for label, forms in surfaces.items() for _compact_surface in forms),
-        key=lambda pair: -len(pair[1]),
+        ((label, form) for label, forms in surfaces.items() for form in forms), key=lambda pair: -len(pair[1])
     )
-    head = _LEAD_IN.sub("", first_line(output))
-    head = head.lstrip("\"'“”‘’`*「」『』[(<- ").lower()
+    line = _LEAD_IN.sub("", first_line(output))
+    head = line.lstrip("\"'“”‘’`*「」『』[(<- ").lower()
     for label, surface in ordered:
         if _starts_with_label(head, surface.lower()):
-            return label
-    found = set()
-    text = unicodedata.normalize("NFC", output or "").lower()
-    for label, surface in ordered:
-        pattern = r"(?<![\uac00-\ud7a3A-Za-z])" + re.escape(surface.lower()) + r"(?![\uac00-\ud7a3A-Za-z])"
-        if re.search(pattern, text):
-            found.add(label)
+            return label if _standalone_labels(line, ordered) <= {label} else None
+    found = _standalone_labels(output, ordered)
     return found.pop() if len(found) == 1 else None
 
 

@@ -22,7 +22,7 @@ CONFIG = typer.Option(None, "--config", help="YAML recipe (configs/eval/*.yaml);
 MODEL = typer.Option(None, "--model", help="tiny | default | export dir | HF model dir | training RUN dir.")
 API = typer.Option(None, "--api", help="OpenAI-compatible base URL (e.g. http://127.0.0.1:8000/v1) instead of --model.")
 API_MODEL = typer.Option(None, "--api-model", help="Model name to request from --api (default: the first listed).")
-SUITE = typer.Option(None, "--suite", help="Comma-separated suites: tasks,seed4,kobest[,judge].")
+SUITE = typer.Option(None, "--suite", help="Comma-separated suites: tasks,seed4,kobest.")
 DATA = typer.Option(None, "--data", help="Folder from `kositp data build` (uses its test.jsonl).")
 BENCHMARKS = typer.Option(None, "--benchmarks", help="Benchmark files folder (default $KOSITP_BENCHMARKS).")
 LIMIT = typer.Option(None, "--limit", help="At most N examples per task/benchmark (seeded sample).")

@@ -42,8 +42,6 @@ def headline(suites: dict[str, dict]) -> dict[str, float]:
         for name, entry in suites["kobest"]["metrics"]["per_task"].items():
             flat[f"kobest/{name}/acc"] = entry["acc"]
             flat[f"kobest/{name}/f1"] = entry["f1"]
-    if "judge" in suites:
-        flat["judge/mean_score"] = suites["judge"]["metrics"]["summary"]["mean_score"]
     return flat
 
 
@@ -122,10 +120,6 @@ def markdown(report: dict) -> str:
         rows = [[name, e["n"], e["acc"], e.get("acc_norm", ""), e["f1"]] for name, e in m["per_task"].items()]
         lines += _table(["task", "n", "acc", "acc_norm", "macro-F1"], rows)
         lines.append("")
-    if "judge" in suites:
-        m = suites["judge"]["metrics"]
-        lines += ["## LLM judge (`judge`)", "", f"Mean score (1-10): **{m['summary']['mean_score']:.2f}** "
-                  f"over {m['summary']['n']} questions; unparseable verdicts: {m['summary']['unparsed']}.", ""]
     lines += ["Per-example outputs: `predictions.jsonl`. Charts: `charts/`.", ""]
     return "\n".join(lines)
 

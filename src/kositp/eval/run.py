@@ -14,7 +14,7 @@ from pydantic import Field, model_validator
 from kositp.config import Config
 from kositp.errors import KositpError
 
-SuiteName = Literal["tasks", "seed4", "kobest", "judge"]
+SuiteName = Literal["tasks", "seed4", "kobest"]
 Seed4Name = Literal["nsmc", "kornli", "qpair", "hatespeech"]
 KobestName = Literal["boolq", "copa", "hellaswag", "sentineg", "wic"]
 
@@ -42,10 +42,6 @@ class EvalConfig(Config):
     kobest_tasks: list[KobestName] = Field(["boolq", "copa", "hellaswag", "sentineg", "wic"], min_length=1,
                                            description="KoBEST tasks of the kobest suite.")
     kobest_split: Literal["test", "dev"] = Field("test", description="KoBEST split (lm-eval uses test).")
-    judge_questions: Path | None = Field(None, description="JSONL of LogicKor-style questions for the judge suite "
-                                         "({id, category, questions: [turn1, turn2], references?}).")
-    judge_api: str | None = Field(None, description="OpenAI-compatible URL of the judge model.")
-    judge_model: str | None = Field(None, description="Judge model name (default: the first the judge API lists).")
     limit: int | None = Field(None, ge=1, le=10_000_000, description="At most N examples per task/benchmark "
                               "(a seeded sample, the same for every model).")
     seed: int = Field(0, description="Seed of the --limit samples (decoding is greedy, so nothing else is random).")
@@ -61,18 +57,20 @@ class EvalConfig(Config):
 
     @model_validator(mode="after")
     def _check(self) -> EvalConfig:
-        if bool(self.model) == bool(self.api):
-            raise ValueError("give exactly one of --model or --api")
-        if self.api and "kobest" in self.suites:
-            raise ValueError("the kobest suite needs log-likelihoods: run it with --model (--api supports the "
-                             "generation suites tasks, seed4 and judge)")
-        if "tasks" in self.suites and self.data is None:
-            raise ValueError("the tasks suite needs --data DIR (the output of `kositp data build`)")
-        if "judge" in self.suites and not (self.judge_questions and self.judge_api):
-            raise ValueError("the judge suite needs judge_questions and judge_api")
         if len(set(self.suites)) != len(self.suites):
             raise ValueError("a suite is listed twice")
         return self
+
+
+def check_runnable(cfg: EvalConfig) -> None:
+    """What a recipe may leave to the command line, but a run needs (recipes under configs/ omit the model)."""
+    if bool(cfg.model) == bool(cfg.api):
+        raise KositpError("give exactly one of --model or --api")
+    if cfg.api and "kobest" in cfg.suites:
+        raise KositpError("the kobest suite needs log-likelihoods: run it with --model (--api supports the "
+                          "generation suites tasks and seed4)")
+    if "tasks" in cfg.suites and cfg.data is None:
+        raise KositpError("the tasks suite needs --data DIR (the output of `kositp data build`)")
 
 
 class _Progress:
@@ -111,6 +109,7 @@ def evaluate(cfg: EvalConfig, show_progress: bool = True) -> dict:
     from kositp.eval.report import build_report, write_json, write_report
     from kositp.eval.suites import SuiteResult
 
+    check_runnable(cfg)
     started = time.perf_counter()
     timings: dict[str, float] = {}
     loaded = None
@@ -178,10 +177,6 @@ def _run_suite(suite: str, cfg: EvalConfig, generator, loaded, progress):
 
         return kobest.run(scorer, benchmarks_root(cfg.benchmarks), list(cfg.kobest_tasks), cfg.limit, cfg.seed,
                           cfg.kobest_split, progress)
-    if suite == "judge":
-        from kositp.eval.suites import judge
-
-        return judge.run(generator, cfg, progress)
     raise KositpError(f"unknown suite {suite}")
 
 

@@ -1,4 +1,4 @@
-"""Evaluation suites: `tasks` (22 held-out tasks), `seed4` (the seed's four benchmarks), `kobest`, `judge`."""
+"""Evaluation suites: `tasks` (22 held-out tasks), `seed4` (the seed's four benchmarks), `kobest`."""
 
 from __future__ import annotations
 
