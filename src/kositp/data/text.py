@@ -18,7 +18,9 @@ def clean(text: object) -> str:
     """Unicode-normalised (NFC), whitespace-collapsed string; '' for None and non-strings."""
     if not isinstance(text, str):
         return "" if text is None or isinstance(text, (dict, list)) else str(text)
-    return _WS.sub(" ", unicodedata.normalize("NFC", text)).strip()
+    if not unicodedata.is_normalized("NFC", text):
+        text = unicodedata.normalize("NFC", text)
+    return " ".join(text.split())  # str.split() is several times faster than a regex here
 
 
 def clean_keep_lines(text: object) -> str:
@@ -132,7 +134,12 @@ def locate(context: str, answer: str, hint: int | None) -> int | None:
         return None
     if isinstance(hint, int) and hint >= 0 and context[hint: hint + len(answer)] == answer:
         return hint
-    starts = [m.start() for m in re.finditer(re.escape(answer), context)]
+    first = context.find(answer)
+    if first < 0:
+        return None
+    starts = [first]
+    while (nxt := context.find(answer, starts[-1] + 1)) >= 0:
+        starts.append(nxt)
     if not starts:
         return None
     ref = hint if isinstance(hint, int) and hint >= 0 else 0
