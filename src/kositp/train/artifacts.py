@@ -77,3 +77,18 @@ def write_run_record(
 def write_summary(out: Path, summary: dict[str, Any]) -> None:
     """summary.json: what happened (examples used and dropped, wall time, throughput); run.json stays the contract."""
     (out / SUMMARY_FILE).write_text(json.dumps(summary, ensure_ascii=False, indent=2), encoding="utf-8")
+
+
+def record_rank(out: Path, trainer) -> None:
+    """Under a multi-process launch, each rank leaves RUN/ranks/rank-N.json (proof every rank trained)."""
+    args = trainer.args
+    if args.world_size <= 1:
+        return
+    ranks = out / "ranks"
+    ranks.mkdir(parents=True, exist_ok=True)
+    (ranks / f"rank-{args.process_index}.json").write_text(json.dumps({
+        "rank": args.process_index,
+        "world_size": args.world_size,
+        "global_step": trainer.state.global_step,
+        "logged_losses": [e["loss"] for e in trainer.state.log_history if "loss" in e],
+    }), encoding="utf-8")

@@ -176,7 +176,7 @@ def build_pref_trainer(cfg: PrefConfig, out: Path, callbacks: list | None = None
 
 def train_pref(cfg: PrefConfig) -> Path:
     """Run preference alignment as `cfg` says and return the run directory."""
-    from kositp.train.artifacts import save_trained, write_run_record, write_summary
+    from kositp.train.artifacts import record_rank, save_trained, write_run_record, write_summary
     from kositp.train.callbacks import MetricsCallback, RichProgressCallback, plot_metrics, truncate_metrics
     from kositp.train.common import is_main_process
 
@@ -196,6 +196,7 @@ def train_pref(cfg: PrefConfig) -> Path:
     result = trainer.train(resume_from_checkpoint=resume_from)
     wall = time.perf_counter() - started
 
+    record_rank(out, trainer)
     is_peft = cfg.uses_peft() or parent is not None and (Path(parent) / ADAPTER_DIR).is_dir()
     saved = save_trained(trainer, loaded.tokenizer, loaded.chat_format, out, is_peft)
     if trainer.is_world_process_zero():

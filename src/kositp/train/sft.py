@@ -104,7 +104,7 @@ def build_sft_trainer(cfg: SFTConfig, out: Path, callbacks: list | None = None):
 
 def train_sft(cfg: SFTConfig) -> Path:
     """Run SFT as `cfg` says and return the run directory."""
-    from kositp.train.artifacts import save_trained, write_run_record, write_summary
+    from kositp.train.artifacts import record_rank, save_trained, write_run_record, write_summary
     from kositp.train.callbacks import MetricsCallback, RichProgressCallback, plot_metrics, truncate_metrics
     from kositp.train.common import is_main_process
 
@@ -123,6 +123,7 @@ def train_sft(cfg: SFTConfig) -> Path:
     result = trainer.train(resume_from_checkpoint=resume_from)
     wall = time.perf_counter() - started
 
+    record_rank(out, trainer)
     saved = save_trained(trainer, loaded.tokenizer, loaded.chat_format, out, cfg.uses_peft())
     if trainer.is_world_process_zero():
         write_run_record(

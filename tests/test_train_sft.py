@@ -1,0 +1,211 @@
+"""SFT on the tiny model with the real TRL SFTTrainer: masks, padding-free isolation, loss values, layout, resume."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+FIXTURES = REPO / "tests" / "fixtures" / "train"
+SFT_DATA = FIXTURES / "sft"
+EXPECTED = FIXTURES / "expected_losses.json"
+
+
+def _tiny_cfg(out: Path, **over):
+    from kositp.config import load_config
+    from kositp.train.sft import SFTConfig
+
+    cfg = load_config(SFTConfig, REPO / "configs" / "sft" / "tiny.yaml")
+    for key, value in ({"data": str(SFT_DATA), "out": str(out), "progress": False} | over).items():
+        setattr(cfg, key, value)
+    return cfg
+
+
+def _env() -> dict[str, str]:
+    return os.environ | {"OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory, tiny_model_dir) -> Path:
+    import torch
+
+    from kositp.train.sft import train_sft
+
+    torch.set_num_threads(1)
+    return train_sft(_tiny_cfg(tmp_path_factory.mktemp("sft") / "run"))
+
+
+def test_assistant_mask_is_exactly_the_answer_and_end_of_turn(tmp_path, tiny_model_dir):
+    from kositp.train.sft import build_sft_trainer
+
+    data = tmp_path / "one.jsonl"
+    record = {"id": "x", "task": "extractive_qa_yes_no", "source": "t", "doc_id": "d", "messages": [
+        {"role": "system", "content": "예 또는 아니요로 답하세요."},
+        {"role": "user", "content": "한글은 세종대왕이 만들었나요?"},
+        {"role": "assistant", "content": "예, 그렇습니다."},
+    ]}
+    data.write_text(json.dumps(record, ensure_ascii=False) + "\n", encoding="utf-8")
+    cfg = _tiny_cfg(tmp_path / "run", data=str(data), max_steps=1)
+    trainer, loaded, _ = build_sft_trainer(cfg, tmp_path / "run")
+    tok = loaded.tokenizer
+    assert tok.pad_token_id != tok.eos_token_id
+    row = trainer.train_dataset[0]
+    batch = trainer.data_collator([row])
+    labels = batch["labels"][0].tolist()
+    kept = [t for t in labels if t != -100]
+    # Exactly the reply and its <|im_end|>: no prompt, no role header, no trailing newline.
+    assert kept == tok("예, 그렇습니다.", add_special_tokens=False)["input_ids"] + [tok.convert_tokens_to_ids("<|im_end|>")]
+    assert tok.decode(kept) == "예, 그렇습니다.<|im_end|>"
+    # The labels are the inputs at those positions (the model shifts them itself).
+    ids = batch["input_ids"][0].tolist()
+    assert [i for i, t in zip(ids, labels, strict=True) if t != -100] == kept
+
+
+def test_padding_free_batches_do_not_leak_across_samples(tmp_path, tiny_model_dir):
+    """The flattened batch gives each sample the same log-probs as running it alone."""
+    import torch
+
+    from kositp.train.sft import build_sft_trainer
+
+    cfg = _tiny_cfg(tmp_path / "run", max_steps=1)
+    trainer, _, _ = build_sft_trainer(cfg, tmp_path / "run")
+    model = trainer.model.eval()
+    a, b = trainer.train_dataset[0], trainer.train_dataset[1]
+    packed = trainer.data_collator([a, b])
+    assert "attention_mask" not in packed and packed["input_ids"].shape[0] == 1
+    with torch.no_grad():
+        together = model(input_ids=packed["input_ids"], position_ids=packed["position_ids"]).logits[0]
+        alone_b = model(input_ids=torch.tensor([b["input_ids"]])).logits[0]
+    n_a = len(a["input_ids"])
+    torch.testing.assert_close(together[n_a:n_a + len(b["input_ids"])], alone_b, atol=1e-4, rtol=1e-4)
+
+
+def test_sft_loss_falls_and_matches_stored_values(tiny_run: Path):
+    rows = [json.loads(line) for line in (tiny_run / "metrics.jsonl").read_text().splitlines()]
+    losses = [r["loss"] for r in rows if r["split"] == "train" and "loss" in r]
+    assert len(losses) == 16
+    assert sum(losses[-4:]) / 4 < sum(losses[:4]) / 4 - 0.3
+    expected = json.loads(EXPECTED.read_text())["sft_tiny"]
+    assert losses == pytest.approx(expected["losses"], abs=expected["abs_tolerance"])
+    assert all(r["tokens_seen"] > 0 and r["step_time_s"] > 0 and "lr" in r
+               for r in rows if r["split"] == "train" and "loss" in r)
+    assert any(r["split"] == "eval" and "eval_loss" in r for r in rows)
+
+
+def test_sft_run_directory_layout(tiny_run: Path):
+    from kositp.chat import CHAT_FORMAT_FILE
+
+    record = json.loads((tiny_run / "run.json").read_text())
+    assert record == {
+        "kind": "sft", "method": "sft", "base_model": "tiny", "base_model_path": record["base_model_path"],
+        "adapter": "adapter", "model": None, "chat_format": "chatml", "final_step": 16, "parent_run": None,
+    }
+    adapter = tiny_run / "adapter"
+    for name in ("adapter_config.json", "adapter_model.safetensors", "tokenizer.json", CHAT_FORMAT_FILE,
+                 "generation_config.json"):
+        assert (adapter / name).is_file(), name
+    gen = json.loads((adapter / "generation_config.json").read_text())
+    assert gen["eos_token_id"] == json.loads((adapter / CHAT_FORMAT_FILE).read_text())["end_of_turn_ids"]
+    assert (tiny_run / "config.yaml").is_file() and (tiny_run / "loss.png").stat().st_size > 1000
+    assert list((tiny_run / "tb").glob("events.out.tfevents.*"))
+    assert sorted(p.name for p in (tiny_run / "checkpoints").glob("checkpoint-*")) == ["checkpoint-16", "checkpoint-8"]
+
+
+def test_trained_adapter_changes_generations(tiny_run: Path):
+    import torch
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from kositp.chat import render
+
+    record = json.loads((tiny_run / "run.json").read_text())
+    tok = AutoTokenizer.from_pretrained(tiny_run / "adapter")
+    prompt = render(tok, [{"role": "user", "content": "다음 글의 제목을 지으세요.\n서울은 대한민국의 수도이다."}])
+    ids = tok(prompt, return_tensors="pt", add_special_tokens=False)
+    base = AutoModelForCausalLM.from_pretrained(record["base_model_path"])
+    with torch.no_grad():
+        before = base.generate(**ids, max_new_tokens=8, do_sample=False)
+        tuned = PeftModel.from_pretrained(base, tiny_run / "adapter")
+        after = tuned.generate(**ids, max_new_tokens=8, do_sample=False)
+    assert before.tolist() != after.tolist()
+
+
+def _cli(*args: str, **kw) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "kositp.cli", *args], capture_output=True, text=True,
+                          env=_env(), timeout=300, **kw)
+
+
+@pytest.mark.parametrize(
+    "case",
+    ["missing_data", "bad_json", "unknown_key", "no_assistant", "qlora_on_cpu", "not_utf8"],
+)
+def test_bad_input_is_one_clear_line(tmp_path, tiny_model_dir, case):
+    data = tmp_path / "data.jsonl"
+    args = ["train", "sft", "--model", "tiny", "--data", str(data), "--out", str(tmp_path / "run")]
+    expect = {"missing_data": "data not found", "bad_json": "data.jsonl:2: not valid JSON",
+              "unknown_key": "did you mean 'learning_rate'", "no_assistant": "no assistant message",
+              "qlora_on_cpu": "needs a CUDA GPU", "not_utf8": "not UTF-8"}[case]
+    good = json.dumps({"messages": [{"role": "user", "content": "안녕"}, {"role": "assistant", "content": "네"}]},
+                      ensure_ascii=False)
+    if case == "bad_json":
+        data.write_text(good + "\n{broken\n", encoding="utf-8")
+    elif case == "unknown_key":
+        data.write_text(good + "\n", encoding="utf-8")
+        args.append("learning_rat=1e-3")
+    elif case == "no_assistant":
+        data.write_text(json.dumps({"messages": [{"role": "user", "content": "안녕"}]}) + "\n", encoding="utf-8")
+    elif case == "qlora_on_cpu":
+        data.write_text(good + "\n", encoding="utf-8")
+        args.append("adapter_type=qlora")
+    elif case == "not_utf8":
+        data.write_bytes(good.encode("cp949") + b"\n")
+    result = _cli(*args)
+    assert result.returncode == 2, result.stderr
+    lines = [line for line in result.stderr.strip().splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error:") and expect in lines[0], result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_sigkill_mid_training_then_resume_reaches_planned_step(tmp_path, tiny_model_dir):
+    run = tmp_path / "run"
+    args = ["train", "sft", "--config", str(REPO / "configs/sft/tiny.yaml"), "--data", str(SFT_DATA),
+            "--out", str(run), "max_steps=60", "save_steps=5", "eval_steps=1000", "per_device_train_batch_size=2",
+            "save_total_limit=2", "progress=false"]
+    proc = subprocess.Popen([sys.executable, "-m", "kositp.cli", *args], env=_env(),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + 240
+        while time.time() < deadline and proc.poll() is None:
+            if (run / "checkpoints" / "checkpoint-5" / "trainer_state.json").is_file():
+                break
+            time.sleep(0.02)
+        assert proc.poll() is None, "the run ended before it could be killed"
+        proc.send_signal(signal.SIGKILL)
+    finally:
+        proc.wait(timeout=30)
+    assert proc.returncode == -signal.SIGKILL
+    assert not (run / "run.json").exists()
+    from kositp.train.common import latest_checkpoint
+
+    killed_at = int(latest_checkpoint(run / "checkpoints").name.split("-")[1])
+    assert 5 <= killed_at < 60
+
+    refused = _cli(*args)  # same command without resume must not silently mix two runs
+    assert refused.returncode == 2 and "resume=true" in refused.stderr
+
+    resumed = _cli(*args, "resume=true")
+    assert resumed.returncode == 0, resumed.stderr
+    record = json.loads((run / "run.json").read_text())
+    assert record["final_step"] == 60
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["resumed_from"].endswith(f"checkpoint-{killed_at}")
+    steps = [json.loads(line)["step"] for line in (run / "metrics.jsonl").read_text().splitlines()
+             if '"loss"' in line and '"split": "train"' in line]
+    assert steps == list(range(1, 61))  # each step logged once, no gap and no repeat across the kill
