@@ -1,0 +1,316 @@
+"""`kositp demo`: the whole pipeline on the embedded Korean model, offline, stage by stage.
+
+data build -> SFT (LoRA) -> task-grounded preference pairs -> DPO -> eval base/SFT/DPO -> export
+-> serve + chat page. Each stage writes into its own folder under `out/` together with a stage
+record holding a key: the hash of the stage's settings and of the keys of the stages it reads.
+A re-run reuses every stage whose key is unchanged (`fresh=True` redoes everything), so a demo
+interrupted in the middle resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field
+
+import kositp
+from kositp.config import Config, load_config
+from kositp.errors import KositpError
+
+STAGE_RECORD = ".kositp-stage.json"
+PRIMARY_METRIC = "tasks/mean_primary"
+
+
+class DemoConfig(Config):
+    """Settings of `kositp demo`; the stage recipes themselves are the YAML files under configs/."""
+
+    quick: bool = Field(False, description="Tiny random model and short recipes: a smoke run of every stage.")
+    out: Path = Field(Path("runs/demo"), description="Folder for every stage's output.")
+    model: str | None = Field(None, description="Base model (default: `default`, or `tiny` with quick).")
+    benchmarks: Path | None = Field(None, description="Korean benchmark folder for the seed4 and kobest suites; "
+                                    "default: $KOSITP_BENCHMARKS or ../shared/data/benchmarks when present.")
+    eval_limit: int | None = Field(None, ge=1, description="Examples per task/benchmark in evaluation "
+                                   "(default: 24, or 4 with quick).")
+    fresh: bool = Field(False, description="Redo every stage even when its key is unchanged.")
+    serve: bool = Field(True, description="Start the API and the chat page at the end and wait for Ctrl-C.")
+    host: str = Field("127.0.0.1", description="Address for the API and the chat page.")
+    api_port: int = Field(8000, ge=1, le=65535, description="API port.")
+    ui_port: int = Field(8001, ge=1, le=65535, description="Chat page port.")
+
+
+def configs_dir() -> Path:
+    """The repository's configs/ folder (the demo's stage recipes live there)."""
+    path = Path(kositp.__file__).resolve().parents[2] / "configs"
+    if not path.is_dir():
+        raise KositpError(f"configs/ not found at {path}: run the demo from a kositp clone (pip install -e .)")
+    return path
+
+
+def default_benchmarks() -> Path | None:
+    import os
+
+    candidates = [os.environ.get("KOSITP_BENCHMARKS"), Path(kositp.__file__).resolve().parents[3] / "shared" /
+                  "data" / "benchmarks"]
+    for candidate in candidates:
+        if candidate and Path(candidate).is_dir():
+            return Path(candidate)
+    return None
+
+
+def _digest(value: Any) -> str:
+    return hashlib.sha256(json.dumps(value, sort_keys=True, default=str, ensure_ascii=False).encode()).hexdigest()
+
+
+def tree_digest(path: Path) -> str:
+    """Content hash of a file or folder (names and bytes), so changed inputs invalidate a stage."""
+    digest = hashlib.sha256()
+    files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
+    for file in files:
+        digest.update(str(file.relative_to(path.parent if path.is_file() else path)).encode())
+        digest.update(hashlib.sha256(file.read_bytes()).digest())
+    return digest.hexdigest()
+
+
+@dataclass
+class Stage:
+    """One step of the demo: a folder, the settings that define it, and the function that fills it."""
+
+    name: str
+    title: str
+    settings: dict[str, Any]
+    run: Callable[[Path], dict[str, Any]]
+    needs: list[str] = field(default_factory=list)
+
+
+@dataclass
+class StageOutcome:
+    name: str
+    reused: bool
+    seconds: float
+    summary: dict[str, Any]
+
+
+class DemoRunner:
+    """Runs stages in order, reusing those whose key matches the record left by an earlier run."""
+
+    def __init__(self, out: Path, fresh: bool, console):
+        self.out = out
+        self.fresh = fresh
+        self.console = console
+        self.keys: dict[str, str] = {}
+        self.outcomes: list[StageOutcome] = []
+
+    def run(self, stage: Stage, index: int, total: int) -> StageOutcome:
+        key = _digest({"settings": stage.settings, "needs": [self.keys[n] for n in stage.needs],
+                       "version": kositp.__version__})
+        folder = self.out / stage.name
+        record_path = folder / STAGE_RECORD
+        self.console.rule(f"[bold]{index}/{total} {stage.title}")
+        if not self.fresh and record_path.is_file():
+            record = json.loads(record_path.read_text(encoding="utf-8"))
+            if record.get("key") == key:
+                self.keys[stage.name] = key
+                self.console.print(f"reused {folder} (unchanged settings and inputs)")
+                outcome = StageOutcome(stage.name, True, 0.0, record.get("summary", {}))
+                self.outcomes.append(outcome)
+                return outcome
+        if folder.exists():
+            shutil.rmtree(folder)  # a stale or half-finished stage: start it again from scratch
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        started = time.perf_counter()
+        summary = stage.run(folder)
+        seconds = time.perf_counter() - started
+        folder.mkdir(parents=True, exist_ok=True)
+        record_path.write_text(json.dumps({"key": key, "summary": summary, "seconds": round(seconds, 1)},
+                                          ensure_ascii=False, indent=2), encoding="utf-8")
+        self.keys[stage.name] = key
+        self.console.print(f"done in {seconds:.0f}s -> {folder}")
+        outcome = StageOutcome(stage.name, False, seconds, summary)
+        self.outcomes.append(outcome)
+        return outcome
+
+
+def _stage_recipes(cfg: DemoConfig) -> dict[str, Path]:
+    root = configs_dir()
+    if cfg.quick:
+        return {"data": root / "data" / "demo.yaml", "sft": root / "sft" / "tiny.yaml",
+                "pref": root / "pref" / "tiny-dpo.yaml"}
+    return {"data": root / "data" / "demo.yaml", "sft": root / "sft" / "demo.yaml",
+            "pref": root / "pref" / "demo-dpo.yaml"}
+
+
+def build_stages(cfg: DemoConfig) -> list[Stage]:
+    from kositp.data.build import BuildConfig, build
+    from kositp.eval.run import EvalConfig, evaluate
+    from kositp.export.config import ExportConfig
+    from kositp.export.run import export
+    from kositp.train.pairs import PairsConfig, build_pairs
+    from kositp.train.pref import PrefConfig, train_pref
+    from kositp.train.sft import SFTConfig, train_sft
+
+    out = cfg.out
+    model = cfg.model or ("tiny" if cfg.quick else "default")
+    recipes = _stage_recipes(cfg)
+    limit = cfg.eval_limit or (4 if cfg.quick else 24)
+    benchmarks = cfg.benchmarks or default_benchmarks()
+    suites = ["tasks"] + (["seed4", "kobest"] if benchmarks else [])
+
+    data_cfg = load_config(BuildConfig, recipes["data"], [f"tokenizer={model}"])
+    sft_cfg = load_config(SFTConfig, recipes["sft"], [f"model={model}"])
+    sft_cfg.data = str(out / "data")
+    sft_cfg.out = str(out / "sft")
+    pairs_cfg = PairsConfig(model=str(out / "sft"), data=str(out / "data"), out=str(out / "pairs"))
+    pref_cfg = load_config(PrefConfig, recipes["pref"])
+    pref_cfg.sft_run = str(out / "sft")
+    pref_cfg.data = str(out / "pairs")
+    pref_cfg.out = str(out / "dpo")
+
+    def eval_cfg(target: str, folder: Path) -> EvalConfig:
+        return EvalConfig(model=target, suites=suites, data=out / "data", benchmarks=benchmarks, limit=limit,
+                          out=folder, max_new_tokens=128 if not cfg.quick else 32)
+
+    def run_data(folder: Path) -> dict:
+        result = build(data_cfg, folder)
+        return {"counts": result.card["counts"]} if hasattr(result, "card") else {}
+
+    def run_sft(folder: Path) -> dict:
+        train_sft(sft_cfg)
+        return _run_summary(folder)
+
+    def run_pairs(folder: Path) -> dict:
+        return build_pairs(pairs_cfg)
+
+    def run_pref(folder: Path) -> dict:
+        train_pref(pref_cfg)
+        return _run_summary(folder)
+
+    def eval_stage(name: str, title: str, target: str, needs: list[str]) -> Stage:
+        settings = eval_cfg(target, out / "eval" / name)
+
+        def _run(folder: Path) -> dict:
+            report = evaluate(settings)
+            return {"headline": {k: v for k, v in report["headline"].items() if k.count("/") == 1}}
+
+        return Stage(f"eval/{name}", title, {"eval": settings.model_dump(mode="json")}, _run, needs)
+
+    def run_export(folder: Path) -> dict:
+        return export(ExportConfig(run=str(out / "dpo"), out=str(folder)))
+
+    sample_digest = tree_digest(Path(kositp.__file__).parent / "resources" / "samples")
+    return [
+        Stage("data", "Build the 22-task Korean instruction data from the bundled samples",
+              {"recipe": data_cfg.model_dump(mode="json"), "samples": sample_digest}, run_data),
+        Stage("sft", f"Fine-tune {model} with LoRA (SFT)", {"recipe": sft_cfg.model_dump(mode="json")}, run_sft,
+              ["data"]),
+        Stage("pairs", "Build task-grounded preference pairs from the SFT model's own mistakes",
+              {"recipe": pairs_cfg.model_dump(mode="json")}, run_pairs, ["data", "sft"]),
+        Stage("dpo", "Align the SFT model with DPO", {"recipe": pref_cfg.model_dump(mode="json")}, run_pref,
+              ["sft", "pairs"]),
+        eval_stage("base", f"Evaluate the base model ({', '.join(suites)})", model, ["data"]),
+        eval_stage("sft", "Evaluate the SFT model", str(out / "sft"), ["data", "sft"]),
+        eval_stage("dpo", "Evaluate the DPO model", str(out / "dpo"), ["data", "dpo"]),
+        Stage("export", "Export the DPO model for vLLM (merged safetensors + chat template)", {}, run_export,
+              ["dpo"]),
+    ]
+
+
+def _run_summary(folder: Path) -> dict:
+    run_json = folder / "run.json"
+    return json.loads(run_json.read_text(encoding="utf-8")) if run_json.is_file() else {}
+
+
+def comparison_table(out: Path) -> tuple[str, dict]:
+    """Base vs SFT vs DPO, as Markdown, from the three eval reports."""
+    from kositp.eval.compare import compare
+
+    result = compare([out / "eval" / "base", out / "eval" / "sft", out / "eval" / "dpo"], out / "eval" / "compare")
+    table_md = (out / "eval" / "compare" / "comparison.md").read_text(encoding="utf-8")
+    return table_md, result
+
+
+def run_demo(cfg: DemoConfig, console=None) -> dict:
+    """Run every stage; returns the summary written to out/demo.json."""
+    from rich.console import Console
+
+    console = console or Console()
+    cfg.out.mkdir(parents=True, exist_ok=True)
+    stages = build_stages(cfg)
+    runner = DemoRunner(cfg.out, cfg.fresh, console)
+    started = time.perf_counter()
+    for index, stage in enumerate(stages, 1):
+        runner.run(stage, index, len(stages))
+    table_md, comparison = comparison_table(cfg.out)
+    metrics = comparison["metrics"].get(PRIMARY_METRIC, {})
+    base, sft, dpo = (metrics.get(n) for n in ("base", "sft", "dpo"))
+    summary = {
+        "model": cfg.model or ("tiny" if cfg.quick else "default"),
+        "quick": cfg.quick,
+        "seconds": round(time.perf_counter() - started, 1),
+        "stages": [{"name": o.name, "reused": o.reused, "seconds": round(o.seconds, 1)} for o in runner.outcomes],
+        "primary_metric": PRIMARY_METRIC,
+        "scores": {"base": base, "sft": sft, "dpo": dpo},
+        "sft_beats_base": sft is not None and base is not None and sft > base,
+        "export": str(cfg.out / "export"),
+    }
+    (cfg.out / "demo.json").write_text(json.dumps(summary, ensure_ascii=False, indent=2), encoding="utf-8")
+    (cfg.out / "demo.md").write_text(table_md, encoding="utf-8")
+    console.rule("[bold]base vs SFT vs DPO")
+    console.print(table_md)
+    if not summary["sft_beats_base"]:
+        console.print(f"[bold red]SFT did not beat the base model on {PRIMARY_METRIC} ({sft} vs {base})")
+    return summary
+
+
+def serve_until_interrupted(cfg: DemoConfig, console) -> None:
+    """Start `kositp serve` on the export and `kositp ui` on top of it; stop both on Ctrl-C."""
+    api = f"http://{cfg.host}:{cfg.api_port}/v1"
+    serve = [sys.executable, "-m", "kositp.cli", "serve", "--model", str(cfg.out / "export"),
+             "--backend", "transformers", "--host", cfg.host, "--port", str(cfg.api_port)]
+    ui = [sys.executable, "-m", "kositp.cli", "ui", "--api", api, "--host", cfg.host, "--port", str(cfg.ui_port)]
+    processes = [subprocess.Popen(serve)]
+    try:
+        _wait_ready(f"http://{cfg.host}:{cfg.api_port}/ready", processes[0], timeout=300)
+        processes.append(subprocess.Popen(ui))
+        console.rule("[bold]serving")
+        console.print(f"API (OpenAI-compatible): {api}")
+        console.print(f"chat page: http://{cfg.host}:{cfg.ui_port}")
+        console.print("Ctrl-C stops both.")
+        while all(p.poll() is None for p in processes):
+            time.sleep(1)
+        raise KositpError("a server stopped unexpectedly; see its output above")
+    except KeyboardInterrupt:
+        console.print("stopping")
+    finally:
+        for process in processes:
+            if process.poll() is None:
+                process.terminate()
+        for process in processes:
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+
+
+def _wait_ready(url: str, process: subprocess.Popen, timeout: float) -> None:
+    import httpx
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise KositpError(f"the API server exited with code {process.returncode} before it was ready")
+        try:
+            if httpx.get(url, timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(1)
+    raise KositpError(f"the API server was not ready after {timeout:.0f}s ({url})")
