@@ -18,6 +18,8 @@ from kositp.eval.cli import eval_app
 from kositp.export.cli import export_command
 from kositp.serve.cli import serve_command
 from kositp.train.cli import train_app
+from kositp.train.pairs import pairs_command
+from kositp.ui.cli import ui_command
 
 app = typer.Typer(
     name="kositp",
@@ -33,7 +35,9 @@ app.add_typer(models_app, name="models")
 app.add_typer(data_app, name="data")
 app.add_typer(train_app, name="train")
 app.add_typer(eval_app, name="eval")
+data_app.command("pairs")(pairs_command)
 app.command("serve")(serve_command)
+app.command("ui")(ui_command)
 app.command("export")(export_command)
 
 
@@ -69,6 +73,31 @@ def models_default(
     with console.status("preparing the default model") as status:
         path = ensure_default_model(out, progress=lambda msg: status.update(msg), verify=True)
     typer.echo(str(path))
+
+
+@app.command("demo")
+def demo_command(
+    quick: bool = typer.Option(False, "--quick", help="Tiny model and short recipes (a few minutes)."),
+    out: Path = typer.Option(Path("runs/demo"), "--out", help="Folder for every stage's output."),
+    model: str | None = typer.Option(None, "--model", help="Base model (default: the embedded gemma-3-270m)."),
+    benchmarks: Path | None = typer.Option(None, "--benchmarks", help="Korean benchmark folder for eval."),
+    eval_limit: int | None = typer.Option(None, "--eval-limit", min=1, help="Examples per eval task."),
+    fresh: bool = typer.Option(False, "--fresh", help="Redo every stage, even unchanged ones."),
+    serve: bool = typer.Option(True, "--serve/--no-serve", help="Start the API and chat page at the end."),
+    api_port: int = typer.Option(8000, "--api-port", help="API port."),
+    ui_port: int = typer.Option(8001, "--ui-port", help="Chat page port."),
+) -> None:
+    """The whole pipeline offline: data -> SFT -> DPO -> eval (base vs SFT vs DPO) -> export -> serve + chat page."""
+    from rich.console import Console
+
+    from kositp.demo import DemoConfig, run_demo, serve_until_interrupted
+
+    cfg = DemoConfig(quick=quick, out=out, model=model, benchmarks=benchmarks, eval_limit=eval_limit, fresh=fresh,
+                     serve=serve, api_port=api_port, ui_port=ui_port)
+    console = Console()
+    run_demo(cfg, console)
+    if cfg.serve:
+        serve_until_interrupted(cfg, console)
 
 
 config_app = typer.Typer(help="Check YAML recipes against their config schema.", no_args_is_help=True)

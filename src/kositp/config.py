@@ -27,6 +27,7 @@ CONFIG_SCHEMAS: dict[str, str] = {
     "sft": "kositp.train.sft:SFTConfig",
     "pref": "kositp.train.pref:PrefConfig",
     "accelerate": "kositp.train.accelerate_configs:validate",
+    "ui": "kositp.ui.config:UIConfig",
     "eval": "kositp.eval.run:EvalConfig",
 }
 
