@@ -146,7 +146,7 @@ def _cli(*args: str, **kw) -> subprocess.CompletedProcess:
     "case",
     ["missing_data", "bad_json", "unknown_key", "no_assistant", "qlora_on_cpu", "not_utf8"],
 )
-def test_bad_input_is_one_clear_line(tmp_path, tiny_model_dir, case):
+def test_bad_input_is_one_clear_line(tmp_path, tiny_model_dir, case, monkeypatch, capsys):
     data = tmp_path / "data.jsonl"
     args = ["train", "sft", "--model", "tiny", "--data", str(data), "--out", str(tmp_path / "run")]
     expect = {"missing_data": "data not found", "bad_json": "data.jsonl:2: not valid JSON",
@@ -166,11 +166,15 @@ def test_bad_input_is_one_clear_line(tmp_path, tiny_model_dir, case):
         args.append("adapter_type=qlora")
     elif case == "not_utf8":
         data.write_bytes(good.encode("cp949") + b"\n")
-    result = _cli(*args)
-    assert result.returncode == 2, result.stderr
-    lines = [line for line in result.stderr.strip().splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("error:") and expect in lines[0], result.stderr
-    assert "Traceback" not in result.stderr
+    from kositp.cli import main
+
+    monkeypatch.setattr(sys, "argv", ["kositp", *args])  # the real entry point, in-process (fast)
+    with pytest.raises(SystemExit) as exited:
+        main()
+    stderr = capsys.readouterr().err
+    assert exited.value.code == 2, stderr
+    lines = [line for line in stderr.strip().splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error:") and expect in lines[0], stderr
 
 
 def test_sigkill_mid_training_then_resume_reaches_planned_step(tmp_path, tiny_model_dir):

@@ -132,25 +132,37 @@ def _method_args(cfg: PrefConfig) -> dict[str, Any]:
     return args
 
 
+def _preference_source(data: str) -> str:
+    """A `kositp data build` directory keeps its pairs in preference.jsonl beside the instruction splits."""
+    path = Path(data)
+    if path.is_dir() and (path / "preference.jsonl").is_file():
+        first = (path / "train.jsonl").read_text(encoding="utf-8").split("\n", 1)[0] \
+            if (path / "train.jsonl").is_file() else ""
+        if '"prompt"' not in first:
+            return str(path / "preference.jsonl")
+    return data
+
+
 def build_pref_trainer(cfg: PrefConfig, out: Path, callbacks: list | None = None):
     """Data, model and TRL trainer for `cfg`; returns (trainer, loaded, stats, base, parent_run)."""
-    from datasets import Dataset
-
-    from kositp.train import cpu_logprob
     from kositp.train.data import load_records, preference_rows
-    from kositp.train.modeling import load_for_training
 
-    cpu_logprob.install()
     data, _ = cfg.require_paths()
-    config_cls, trainer_cls = _trainer_classes(cfg.method)
     base, adapter_dir, parent = _resolve_parent(cfg)
-    records = load_records(data)
+    records = load_records(_preference_source(data))
     unpaired = cfg.method == "kto"
     train_rows = preference_rows(records["train"], unpaired)[: cfg.max_train_samples]
     eval_rows = preference_rows(records.get("validation", []), unpaired)[: cfg.max_eval_samples]
     if not train_rows:
         raise KositpError(f"no preference records in {data}")
 
+    from datasets import Dataset
+
+    from kositp.train import cpu_logprob
+    from kositp.train.modeling import load_for_training
+
+    cpu_logprob.install()
+    config_cls, trainer_cls = _trainer_classes(cfg.method)
     if adapter_dir is not None:
         loaded = _load_with_sft_adapter(cfg, base, adapter_dir)
     else:
@@ -186,12 +198,12 @@ def train_pref(cfg: PrefConfig) -> Path:
     resume_from = prepare_run_dir(out, cfg.resume, cfg.overwrite)
     if resume_from and is_main_process():
         truncate_metrics(out, int(Path(resume_from).name.split("-")[-1]))
-    if is_main_process():
-        dump_config(cfg, out / "config.yaml")
     callbacks: list = [MetricsCallback(out)]
     if cfg.progress:
         callbacks.append(RichProgressCallback(cfg.method.upper()))
     trainer, loaded, stats, base, parent = build_pref_trainer(cfg, out, callbacks)
+    if is_main_process():  # written only once the recipe loaded, so a failed start leaves the directory reusable
+        dump_config(cfg, out / "config.yaml")
     started = time.perf_counter()
     result = trainer.train(resume_from_checkpoint=resume_from)
     wall = time.perf_counter() - started

@@ -48,23 +48,29 @@ def _length_filter(rows: list[dict[str, Any]], tokenizer, max_length: int | None
     return kept, len(rows) - len(kept)
 
 
-def build_sft_trainer(cfg: SFTConfig, out: Path, callbacks: list | None = None):
-    """Everything up to `trainer.train()`: data, model, TRL arguments. Returns (trainer, loaded, stats)."""
-    from datasets import Dataset
-    from trl import SFTConfig as TRLSFTConfig
-    from trl import SFTTrainer
-
-    from kositp.train import cpu_logprob
+def load_sft_rows(cfg: SFTConfig) -> tuple[list[dict], list[dict]]:
+    """Read and validate the train/validation records (light imports only, so bad data fails fast)."""
     from kositp.train.data import load_records, sft_rows
-    from kositp.train.modeling import load_for_training
-
-    cpu_logprob.install()
 
     data, _ = cfg.require_paths()
     records = load_records(data)
     train_rows = sft_rows(records["train"])[: cfg.max_train_samples]
     eval_rows = sft_rows(records.get("validation", []))[: cfg.max_eval_samples]
+    return train_rows, eval_rows
 
+
+def build_sft_trainer(cfg: SFTConfig, out: Path, callbacks: list | None = None, rows=None):
+    """Everything up to `trainer.train()`: data, model, TRL arguments. Returns (trainer, loaded, stats)."""
+    train_rows, eval_rows = rows if rows is not None else load_sft_rows(cfg)
+
+    from datasets import Dataset
+    from trl import SFTConfig as TRLSFTConfig
+    from trl import SFTTrainer
+
+    from kositp.train import cpu_logprob
+    from kositp.train.modeling import load_for_training
+
+    cpu_logprob.install()
     loaded = load_for_training(cfg, cfg.max_length)
     train_rows, dropped_train = _length_filter(train_rows, loaded.tokenizer, cfg.max_length)
     eval_rows, dropped_eval = _length_filter(eval_rows, loaded.tokenizer, cfg.max_length)
@@ -109,16 +115,17 @@ def train_sft(cfg: SFTConfig) -> Path:
     from kositp.train.common import is_main_process
 
     _, out = cfg.require_paths()
+    rows = load_sft_rows(cfg)
     resume_from = prepare_run_dir(out, cfg.resume, cfg.overwrite)
     if resume_from and is_main_process():
         truncate_metrics(out, int(Path(resume_from).name.split("-")[-1]))
-    if is_main_process():
-        dump_config(cfg, out / "config.yaml")
 
     callbacks: list = [MetricsCallback(out)]
     if cfg.progress:
         callbacks.append(RichProgressCallback("SFT"))
-    trainer, loaded, stats = build_sft_trainer(cfg, out, callbacks)
+    trainer, loaded, stats = build_sft_trainer(cfg, out, callbacks, rows)
+    if is_main_process():  # written only once the recipe loaded, so a failed start leaves the directory reusable
+        dump_config(cfg, out / "config.yaml")
     started = time.perf_counter()
     result = trainer.train(resume_from_checkpoint=resume_from)
     wall = time.perf_counter() - started

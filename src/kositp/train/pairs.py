@@ -1,0 +1,270 @@
+"""Task-grounded preference pairs (`kositp data pairs`): chosen = the gold answer, rejected = a real mistake.
+
+For each held-in instruction record with a gold answer:
+1. with a model, its own greedy answer is scored with the evaluation stage's task metric
+   (`kositp.eval.suites.tasks.score_example`); an answer the metric marks wrong (invalid format, wrong
+   label, or a primary score below `wrong_below`) becomes the rejected reply -- the model learns to
+   move away from mistakes it actually makes;
+2. otherwise (no model, or the model was right) a rule-based negative is built from the gold answer:
+   a flipped 예/아니요 or answerability label, a different option from the prompt's 보기: list, the
+   answer truncated mid-way, the answer replaced by an English reply, or a repetitive degenerate reply.
+
+Output: PREF/train.jsonl (+ validation.jsonl when the source has it) in the preference record format,
+and PREF/card.json + card.md with the counts per source of the rejected reply, per task and per rule.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from kositp.data.task_names import ANSWERABLE, NO, UNANSWERABLE, YES, split_explanation, with_explanation
+from kositp.errors import KositpError
+
+RULES = ("flip_label", "wrong_option", "truncated", "english", "repetitive")
+CLASSIFICATION_KINDS = ("answerability", "objective", "objective_explanation", "yes_no", "yes_no_explanation")
+
+
+def _stable_index(key: str, n: int) -> int:
+    return int(hashlib.sha256(key.encode("utf-8")).hexdigest(), 16) % n
+
+
+def _flip_yes_no(gold: str) -> str | None:
+    answer, evidence = split_explanation(gold)
+    if answer.startswith(YES):
+        flipped = NO + answer[len(YES):]
+    elif answer.startswith(NO):
+        flipped = YES + answer[len(NO):]
+    else:
+        return None
+    return with_explanation(flipped, evidence) if evidence else flipped
+
+
+def _flip_answerability(gold: str) -> str:
+    return ANSWERABLE if UNANSWERABLE in gold else UNANSWERABLE
+
+
+def _wrong_option(gold: str, prompt_text: str, key: str) -> str | None:
+    from kositp.eval import answers
+
+    options = answers.parse_options(prompt_text)
+    answer, evidence = split_explanation(gold)
+    chosen = answers.match_option(answer, options) if options else None
+    others = [o for o in options if o != chosen]
+    if not options or chosen is None or not others:
+        return None
+    wrong = others[_stable_index(key, len(others))]
+    return with_explanation(wrong, evidence) if evidence else wrong
+
+
+def _truncated(gold: str) -> str | None:
+    text = gold.strip()
+    if len(text) < 12:
+        return None
+    return text[: max(4, len(text) * 2 // 5)].rstrip()
+
+
+def _english(gold: str) -> str:
+    # The seed's "natural output" goal: a correct-looking reply in the wrong language is still wrong.
+    return "I'm sorry, but I can only answer this question in English. Please provide more details."
+
+
+def _repetitive(gold: str) -> str | None:
+    words = gold.split()
+    if not words:
+        return None
+    head = " ".join(words[: max(1, min(3, len(words)))])
+    return " ".join([head] * 6)
+
+
+def rule_negative(task: str, gold: str, prompt_text: str, key: str) -> tuple[str, str] | None:
+    """(rule name, rejected text) for a record; label flips first for classification tasks."""
+    from kositp.eval.suites.tasks import kind_of
+
+    kind = kind_of(task)
+    if kind in ("yes_no", "yes_no_explanation"):
+        flipped = _flip_yes_no(gold)
+        if flipped:
+            return "flip_label", flipped
+    if kind == "answerability":
+        return "flip_label", _flip_answerability(gold)
+    if kind in ("objective", "objective_explanation"):
+        wrong = _wrong_option(gold, prompt_text, key)
+        if wrong:
+            return "wrong_option", wrong
+    candidates = [(name, fn(gold)) for name, fn in (("truncated", _truncated), ("english", _english),
+                                                      ("repetitive", _repetitive))]
+    candidates = [(n, t) for n, t in candidates if t and t.strip() != gold.strip()]
+    if not candidates:
+        return None
+    return candidates[_stable_index(key, len(candidates))]
+
+
+def model_is_wrong(task: str, prompt: list[dict], output: str, gold: str, finished: bool, wrong_below: float) -> bool:
+    """The evaluation stage's verdict on one answer: invalid format, or primary score under the bar."""
+    from kositp.eval.suites.tasks import PRIMARY, kind_of, score_example
+
+    result = score_example(task, prompt, output, gold, finished)
+    if not result["valid"]:
+        return True
+    kind = kind_of(task)
+    primary = result["scores"].get(PRIMARY.get(kind, "rouge_l"), 0.0)
+    if kind in CLASSIFICATION_KINDS:
+        return primary < 1.0
+    return primary < wrong_below
+
+
+def _generate(model_name: str, prompts: list[list[dict]], max_new_tokens: int, batch_size: int, progress) -> list:
+    """Greedy answers with the model's chat format; returns (text, finished) per prompt."""
+    import torch
+
+    from kositp.chat import apply_chat_format, end_of_turn_ids, resolve_chat_format
+    from kositp.models import load_model, load_tokenizer
+
+    tokenizer = load_tokenizer(model_name)
+    fmt = apply_chat_format(tokenizer, resolve_chat_format(tokenizer))
+    model = load_model(model_name).eval()
+    if len(tokenizer) > model.get_input_embeddings().weight.shape[0]:
+        model.resize_token_embeddings(len(tokenizer))
+    eot = end_of_turn_ids(tokenizer, fmt)
+    tokenizer.padding_side = "left"
+    results = []
+    for start in range(0, len(prompts), batch_size):
+        batch = prompts[start:start + batch_size]
+        texts = [tokenizer.apply_chat_template(p, tokenize=False, add_generation_prompt=True) for p in batch]
+        enc = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False)
+        with torch.no_grad():
+            out = model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=False, eos_token_id=eot,
+                                 pad_token_id=tokenizer.pad_token_id)
+        for row in out[:, enc["input_ids"].shape[1]:].tolist():
+            finished = any(t in eot for t in row)
+            cut = next((i for i, t in enumerate(row) if t in eot), len(row))
+            results.append((tokenizer.decode(row[:cut], skip_special_tokens=True).strip(), finished))
+        progress(len(batch))
+    return results
+
+
+def _split_record(rec: dict[str, Any], where: str) -> tuple[list[dict], str] | None:
+    from kositp.train.data import check_messages
+
+    messages = check_messages(rec.get("messages"), where)
+    if messages[-1]["role"] != "assistant" or not messages[-1]["content"].strip():
+        return None
+    return messages[:-1], messages[-1]["content"]
+
+
+def build_pairs(
+    data: str | Path,
+    out: str | Path,
+    model: str | None = None,
+    splits: tuple[str, ...] = ("train", "validation"),
+    max_records: int | None = None,
+    max_new_tokens: int = 64,
+    batch_size: int = 8,
+    wrong_below: float = 0.5,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Write preference pairs for `data` (a `kositp data build` directory or a .jsonl file) into `out`."""
+    from kositp.train.data import load_records
+
+    records = load_records(str(data), splits)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    card: dict[str, Any] = {"data": str(data), "model": model, "wrong_below": wrong_below, "splits": {}}
+    for split, recs in records.items():
+        recs = recs[:max_records]
+        items = []
+        skipped = 0
+        for rec in recs:
+            parsed = _split_record(rec, rec.get("_where", "record"))
+            if parsed is None:
+                skipped += 1
+                continue
+            items.append((rec, *parsed))
+        outputs: list = [None] * len(items)
+        if model:
+            outputs = _with_progress(
+                f"answering {split} with {model}", len(items), progress,
+                lambda step, items=items: _generate(model, [p for _, p, _ in items], max_new_tokens, batch_size, step),
+            )
+        pairs, by_source, by_task, by_rule = [], Counter(), Counter(), Counter()
+        for (rec, prompt, gold), generated in zip(items, outputs, strict=True):
+            task = rec.get("task", "")
+            key = str(rec.get("id") or json.dumps(prompt, ensure_ascii=False))
+            prompt_text = "\n".join(m["content"] for m in prompt)
+            rejected, source = None, None
+            if generated is not None:
+                text, finished = generated
+                if text.strip() != gold.strip() and model_is_wrong(task, prompt, text, gold, finished, wrong_below):
+                    rejected, source = text, "model"
+            if rejected is None:
+                rule = rule_negative(task, gold, prompt_text, key)
+                if rule is None:
+                    skipped += 1
+                    continue
+                source, rejected = "rule", rule[1]
+                by_rule[rule[0]] += 1
+            by_source[source] += 1
+            by_task[task] += 1
+            pairs.append({
+                "id": f"{rec.get('id', len(pairs))}-pair", "task": task, "source": rec.get("source", ""),
+                "prompt": prompt, "chosen": [{"role": "assistant", "content": gold}],
+                "rejected": [{"role": "assistant", "content": rejected}], "rejected_from": source,
+            })
+        path = out / f"{split}.jsonl"
+        path.write_text("".join(json.dumps(p, ensure_ascii=False) + "\n" for p in pairs), encoding="utf-8")
+        card["splits"][split] = {"records": len(recs), "pairs": len(pairs), "skipped": skipped,
+                                 "rejected_from": dict(by_source), "rules": dict(by_rule), "tasks": dict(by_task)}
+    (out / "card.json").write_text(json.dumps(card, ensure_ascii=False, indent=2), encoding="utf-8")
+    (out / "card.md").write_text(_card_markdown(card), encoding="utf-8")
+    return card
+
+
+def _with_progress(label: str, total: int, enabled: bool, work):
+    if not enabled:
+        return work(lambda n: None)
+    from rich.console import Console
+    from rich.progress import Progress
+
+    with Progress(console=Console(stderr=True)) as bar:
+        task = bar.add_task(label, total=total)
+        return work(lambda n: bar.advance(task, n))
+
+
+def _card_markdown(card: dict[str, Any]) -> str:
+    lines = ["# Preference pairs", "", f"- source data: `{card['data']}`", f"- model: `{card['model'] or 'none'}`",
+             f"- a model answer counts as wrong below primary score {card['wrong_below']}", ""]
+    for split, info in card["splits"].items():
+        lines += [f"## {split}", "", f"{info['pairs']} pairs from {info['records']} records "
+                  f"({info['skipped']} skipped: no gold answer or no applicable negative).", "",
+                  "| rejected from | pairs |", "|---|---|"]
+        lines += [f"| {k} | {v} |" for k, v in sorted(info["rejected_from"].items())]
+        lines += ["", "| rule | pairs |", "|---|---|"] + [f"| {k} | {v} |" for k, v in sorted(info["rules"].items())]
+        lines += ["", "| task | pairs |", "|---|---|"] + [f"| {k} | {v} |" for k, v in sorted(info["tasks"].items())]
+        lines.append("")
+    return "\n".join(lines)
+
+
+def pairs_command(
+    data: Path = typer.Option(..., "--data", help="`kositp data build` output directory (or one .jsonl file)."),
+    out: Path = typer.Option(..., "--out", help="Directory to write train.jsonl / validation.jsonl pairs to."),
+    model: str | None = typer.Option(None, "--model", help="Model whose own wrong answers become the rejected "
+                                     "replies (tiny, default, a directory). Without it, only rule-based negatives."),
+    max_records: int | None = typer.Option(None, "--max-records", min=1, help="Use the first N records per split."),
+    max_new_tokens: int = typer.Option(64, "--max-new-tokens", min=1, max=4096, help="Answer length limit."),
+    batch_size: int = typer.Option(8, "--batch-size", min=1, max=512, help="Prompts generated together."),
+    wrong_below: float = typer.Option(0.5, "--wrong-below", min=0.0, max=1.0,
+                                      help="Generative tasks: an answer scoring under this is wrong."),
+) -> None:
+    """Build task-grounded preference pairs: chosen = gold, rejected = the model's wrong answer or a rule-based negative."""
+    if out.exists() and any(out.glob("*.jsonl")):
+        raise KositpError(f"{out} already holds .jsonl files; choose a new --out")
+    card = build_pairs(data, out, model=model, max_records=max_records, max_new_tokens=max_new_tokens,
+                       batch_size=batch_size, wrong_below=wrong_below)
+    counts = ", ".join(f"{split}: {info['pairs']}" for split, info in card["splits"].items())
+    typer.echo(f"preference pairs written to {out} ({counts})")

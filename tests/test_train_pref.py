@@ -1,0 +1,116 @@
+"""Preference training on the tiny model with the real TRL trainers (DPO, ORPO, KTO, SimPO)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+FIXTURES = REPO / "tests" / "fixtures" / "train"
+
+
+def _cfg(out: Path, config: str | None = "tiny-dpo.yaml", **over):
+    from kositp.config import load_config
+    from kositp.train.pref import PrefConfig
+
+    cfg = load_config(PrefConfig, REPO / "configs" / "pref" / config) if config else PrefConfig()
+    for key, value in ({"data": str(FIXTURES / "pref"), "out": str(out), "progress": False} | over).items():
+        setattr(cfg, key, value)
+    return cfg
+
+
+def _metrics(run: Path) -> list[dict]:
+    return [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+
+
+@pytest.fixture(scope="module")
+def sft_run(tmp_path_factory, tiny_model_dir) -> Path:
+    from kositp.config import load_config
+    from kositp.train.sft import SFTConfig, train_sft
+
+    cfg = load_config(SFTConfig, REPO / "configs" / "sft" / "tiny.yaml")
+    cfg.data = str(FIXTURES / "sft")
+    cfg.out = str(tmp_path_factory.mktemp("sft") / "run")
+    cfg.max_steps = 4
+    cfg.progress = False
+    return train_sft(cfg)
+
+
+def test_dpo_raises_reward_accuracy_on_separable_pairs(tmp_path, tiny_model_dir):
+    from kositp.train.pref import train_pref
+
+    run = train_pref(_cfg(tmp_path / "dpo", model="tiny"))
+    rows = [r for r in _metrics(run) if "rewards/accuracies" in r and r["split"] == "train"]
+    assert len(rows) == 12
+    assert rows[0]["rewards/margins"] == pytest.approx(0.0, abs=1e-6)  # step 1: policy == reference
+    late = rows[-4:]
+    assert sum(r["rewards/accuracies"] for r in late) / len(late) > 0.5
+    assert sum(r["rewards/margins"] for r in late) / len(late) > 0.0
+    record = json.loads((run / "run.json").read_text())
+    assert record["kind"] == "pref" and record["method"] == "dpo" and record["parent_run"] is None
+    assert record["adapter"] == "adapter" and record["final_step"] == 12
+    assert (run / "loss.png").stat().st_size > 1000
+    # The reference was the adapter-disabled base: no second model, one adapter saved.
+    assert not [p for p in (run / "adapter").iterdir() if p.is_dir()]
+
+
+@pytest.mark.parametrize("method", ["orpo", "kto", "simpo"])
+def test_other_methods_run_a_few_steps(tmp_path, tiny_model_dir, method):
+    from kositp.train.pref import train_pref
+
+    run = train_pref(_cfg(tmp_path / method, model="tiny", method=method, max_steps=3, save_steps=3))
+    losses = [r["loss"] for r in _metrics(run) if "loss" in r and r["split"] == "train"]
+    assert len(losses) == 3 and all(loss == loss for loss in losses)  # finite, logged every step
+    assert json.loads((run / "run.json").read_text())["method"] == method
+    assert (run / "adapter" / "adapter_model.safetensors").is_file()
+
+
+def test_dpo_continues_the_sft_adapter_and_saves_one_adapter(tmp_path, sft_run):
+    from safetensors.torch import load_file
+
+    from kositp.train.pref import train_pref
+
+    run = train_pref(_cfg(tmp_path / "dpo", model=None, sft_run=str(sft_run), max_steps=3, save_steps=3))
+    record = json.loads((run / "run.json").read_text())
+    assert record["parent_run"] == str(sft_run) and record["base_model"] == "tiny"
+    assert not [p for p in (run / "adapter").iterdir() if p.is_dir()]  # the frozen "ref" copy is not saved
+    before = load_file(sft_run / "adapter" / "adapter_model.safetensors")
+    after = load_file(run / "adapter" / "adapter_model.safetensors")
+    assert before.keys() == after.keys()  # same single adapter, continued
+    assert any(not (before[k] == after[k]).all() for k in before)
+    config = json.loads((run / "adapter" / "adapter_config.json").read_text())
+    assert config["r"] == json.loads((sft_run / "adapter" / "adapter_config.json").read_text())["r"]
+
+
+def test_adapter_model_mismatch_is_refused(tmp_path, sft_run):
+    from kositp.errors import KositpError
+    from kositp.train.pref import train_pref
+
+    with pytest.raises(KositpError, match="adapter/model mismatch"):
+        train_pref(_cfg(tmp_path / "x", model="tiny:3", sft_run=str(sft_run)))
+    assert not (tmp_path / "x" / "config.yaml").exists()
+
+
+@pytest.mark.parametrize("bad", ["unknown_method", "missing_data", "not_a_run"])
+def test_pref_cli_errors(tmp_path, tiny_model_dir, bad, monkeypatch, capsys):
+    import sys
+
+    from kositp.cli import main
+
+    args = ["train", "pref", "--model", "tiny", "--out", str(tmp_path / "run")]
+    if bad == "unknown_method":
+        args += ["--method", "ppo", "--data", str(FIXTURES / "pref")]
+        expect = "unknown preference method 'ppo'"
+    elif bad == "missing_data":
+        args += ["--method", "dpo", "--data", str(tmp_path / "nope.jsonl")]
+        expect = "data not found"
+    else:
+        args += ["--method", "dpo", "--data", str(FIXTURES / "pref"), "--adapter", str(tmp_path)]
+        expect = "not a kositp run directory"
+    monkeypatch.setattr(sys, "argv", ["kositp", *args])
+    with pytest.raises(SystemExit) as exited:
+        main()
+    err = capsys.readouterr().err.strip().splitlines()
+    assert exited.value.code == 2 and len(err) == 1 and expect in err[0], err
