@@ -83,5 +83,8 @@ def read_api_key(path: Path | None) -> str | None:
     for line in text.splitlines():
         line = line.strip()
         if line and not line.startswith("#"):
+            if not line.isascii() or not line.isprintable() or " " in line:
+                # It travels in an HTTP header, which carries printable ASCII only.
+                raise KositpError(f"API key in {path} must be printable ASCII without spaces")
             return line
     raise KositpError(f"API key file {path} holds no key (one key a line; # starts a comment)")
