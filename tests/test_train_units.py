@@ -1,0 +1,182 @@
+"""Fast unit tests of the training stage's pieces: backend choice, the CPU log-prob kernel, data checks,
+accelerate configs and rule-based preference negatives."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from kositp.errors import KositpError
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.parametrize(
+    ("requested", "cuda", "has_unsloth", "expected"),
+    [
+        ("auto", True, True, "unsloth"),
+        ("auto", True, False, "trl"),
+        ("auto", False, True, "trl"),  # Unsloth's CPU fallback is not its real path
+        ("auto", False, False, "trl"),
+        ("trl", True, True, "trl"),
+        ("unsloth", True, True, "unsloth"),
+    ],
+)
+def test_backend_selection(requested, cuda, has_unsloth, expected):
+    from kositp.train.modeling import select_backend
+
+    assert select_backend(requested, cuda, has_unsloth) == expected
+
+
+@pytest.mark.parametrize(("cuda", "has_unsloth", "message"), [(False, True, "needs a CUDA GPU"),
+                                                               (True, False, "not installed")])
+def test_explicit_unsloth_without_its_requirements_is_a_clear_error(cuda, has_unsloth, message):
+    from kositp.train.modeling import select_backend
+
+    with pytest.raises(KositpError, match=message):
+        select_backend("unsloth", cuda, has_unsloth)
+
+
+def test_qlora_needs_cuda():
+    from kositp.train.modeling import check_adapter_type
+
+    with pytest.raises(KositpError, match="CUDA"):
+        check_adapter_type("qlora", cuda=False)
+    check_adapter_type("lora", cuda=False)
+    check_adapter_type("full", cuda=False)
+
+
+@pytest.mark.parametrize("softcap", [None, 30.0])
+def test_cpu_logprob_matches_log_softmax_and_its_gradient(softcap):
+    import torch
+
+    from kositp.train import cpu_logprob
+
+    torch.manual_seed(0)
+    hidden = torch.randn(700, 16, requires_grad=True)  # > one token chunk
+    weight = torch.randn(50, 16, requires_grad=True)
+    targets = torch.randint(0, 50, (700,))
+    out = cpu_logprob.ChunkedLogProb.apply(hidden, weight, None, targets, 0.7, 4096, softcap, 0.5,
+                                           ("entropy", "is_top1"))
+    logits = (hidden @ weight.T) * 0.5
+    if softcap:
+        logits = softcap * torch.tanh(logits / softcap)
+    logp = torch.log_softmax(logits / 0.7, -1)
+    ref = logp.gather(-1, targets[:, None]).squeeze(-1)
+    torch.testing.assert_close(out[0], ref, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(out[1], -(logp.exp() * logp).sum(-1), atol=1e-4, rtol=1e-4)
+    assert out[2] is None and out[3] is None
+    assert torch.equal(out[4], logp.argmax(-1) == targets)
+    grads = torch.autograd.grad((out[0].sum() + out[1].sum()), (hidden, weight))
+    ref_grads = torch.autograd.grad((ref.sum() - (logp.exp() * logp).sum()), (hidden, weight))
+    for got, want in zip(grads, ref_grads, strict=True):
+        torch.testing.assert_close(got, want, atol=1e-4, rtol=1e-4)
+
+
+def test_cpu_logprob_is_installed_only_where_triton_is_missing():
+    import importlib.util
+
+    import trl.trainer.utils as trl_utils
+
+    from kositp.train import cpu_logprob
+
+    used = cpu_logprob.install()
+    assert used == (importlib.util.find_spec("triton") is None)
+    assert trl_utils._ChunkedLogProbFunction is not None
+
+
+def test_instruction_records_are_validated(tmp_path):
+    from kositp.train.data import load_records, sft_rows
+
+    path = tmp_path / "train.jsonl"
+    path.write_text(json.dumps({"messages": [{"role": "robot", "content": "x"}]}) + "\n", encoding="utf-8")
+    with pytest.raises(KositpError, match=r"train.jsonl:1: message 0 has role 'robot'"):
+        sft_rows(load_records(str(path))["train"])
+    (tmp_path / "d").mkdir()
+    with pytest.raises(KositpError, match="has no train.jsonl"):
+        load_records(str(tmp_path / "d"))
+
+
+def test_preference_records_paired_and_unpaired(tmp_path):
+    from kositp.train.data import load_records, preference_rows
+
+    recs = load_records(str(REPO / "tests/fixtures/train/pref"))["train"][:2]
+    paired = preference_rows(recs, unpaired=False)
+    assert set(paired[0]) == {"prompt", "chosen", "rejected"}
+    unpaired = preference_rows(recs, unpaired=True)
+    assert [r["label"] for r in unpaired] == [True, False, True, False]
+    bad = [{"_where": "x:1", "prompt": [{"role": "user", "content": "q"}], "chosen": "a"}]
+    with pytest.raises(KositpError, match="x:1: missing 'rejected'"):
+        preference_rows(bad, unpaired=False)
+
+
+@pytest.mark.parametrize("name", ["ddp.yaml", "cpu-ddp.yaml", "fsdp.yaml", "zero2.yaml", "zero3.yaml"])
+def test_accelerate_configs_load_with_accelerate(name):
+    from kositp.train.accelerate_configs import validate
+
+    config = validate(REPO / "configs" / "accelerate" / name)
+    assert config.num_processes == 2
+
+
+def test_bad_accelerate_config_is_rejected(tmp_path):
+    from kositp.train.accelerate_configs import validate
+
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("distributed_type: DEEPSPEED\ncompute_environment: LOCAL_MACHINE\nnum_procs: 2\n")
+    with pytest.raises(KositpError, match="unknown keys"):
+        validate(bad)
+
+
+@pytest.mark.parametrize(
+    ("task", "gold", "prompt", "rule", "rejected"),
+    [
+        ("extractive_qa_yes_no", "예", "질문?", "flip_label", "아니요"),
+        ("extractive_qa_yes_no_explanation", "아니요\n근거: 글에 없다.", "질문?", "flip_label", "예\n근거: 글에 없다."),
+        ("answerability_classification", "답변할 수 없음", "질문?", "flip_label", "답변할 수 있음"),
+        ("extractive_qa_objective", "서울", "질문?\n보기: 부산, 서울, 대구", "wrong_option", None),
+    ],
+)
+def test_rule_negatives_follow_the_answer_conventions(task, gold, prompt, rule, rejected):
+    from kositp.train.pairs import rule_negative
+
+    name, text = rule_negative(task, gold, prompt, key="k")
+    assert name == rule
+    if rejected is not None:
+        assert text == rejected
+    else:
+        assert text in ("부산", "대구")
+
+
+def test_generic_negatives_are_never_the_gold(tmp_path):
+    from kositp.train.pairs import rule_negative
+
+    gold = "서울은 대한민국의 수도이며 가장 큰 도시이다."
+    seen = {rule_negative("summarization", gold, "요약하세요.", key=str(i)) for i in range(30)}
+    assert {name for name, _ in seen} == {"truncated", "english", "repetitive"}
+    assert all(text.strip() and text != gold for _, text in seen)
+
+
+def test_build_pairs_with_rules_only_writes_records_and_card(tmp_path):
+    from kositp.train.data import load_records, preference_rows
+    from kositp.train.pairs import build_pairs
+
+    card = build_pairs(REPO / "tests/fixtures/train/sft", tmp_path / "pairs", progress=False)
+    assert card["splits"]["train"]["pairs"] == 32 and card["splits"]["validation"]["pairs"] == 8
+    rows = preference_rows(load_records(str(tmp_path / "pairs"))["train"], unpaired=False)
+    assert all(r["chosen"] != r["rejected"] for r in rows)
+    yes_no = [r for r in rows if r["chosen"][0]["content"] == "예"]
+    assert yes_no and all(r["rejected"][0]["content"] == "아니요" for r in yes_no)
+    assert (tmp_path / "pairs" / "card.md").read_text().startswith("# Preference pairs")
+
+
+def test_build_pairs_uses_the_models_wrong_answers(tmp_path, tiny_model_dir):
+    from kositp.train.pairs import build_pairs
+
+    card = build_pairs(REPO / "tests/fixtures/train/sft", tmp_path / "pairs", model="tiny", splits=("train",),
+                       max_records=6, max_new_tokens=6, progress=False)
+    # The random tiny model is wrong on every item, so each rejected reply is its own answer.
+    assert card["splits"]["train"]["rejected_from"] == {"model": 6}
+    first = json.loads((tmp_path / "pairs" / "train.jsonl").read_text().splitlines()[0])
+    assert first["rejected_from"] == "model" and first["rejected"][0]["content"] != first["chosen"][0]["content"]
