@@ -290,11 +290,13 @@ def _iter_streamed(file: InputFile, container_keys: tuple[str, ...]) -> Iterator
         # one big object without a known list: it is a single item (rare; still parsed incrementally)
         prefix = ""
     count = 0
+    ref_prefix = f"{file.ref}#{prefix.replace('.item', '')}."
     with file.open() as fh:
         try:
-            # use_float keeps numbers as float instead of Decimal: json-compatible and faster
+            # ijson's C backend (yajl2_c, the default when built) parses; use_float keeps numbers as
+            # float instead of Decimal: json-compatible and faster
             for item in ijson.items(_skip_bom(fh), prefix, use_float=True):
-                yield f"{file.ref}#{prefix.replace('.item', '')}.{count}", item
+                yield f"{ref_prefix}{count}", item
                 count += 1
         except ijson.JSONError as exc:
             # Broken JSON mid-file (P10): keep what was read, report the rest with its position.

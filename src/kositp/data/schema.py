@@ -40,6 +40,33 @@ class Passage:
     table_title: str | None = None
 
 
+class _LazySentences:
+    """Descriptor for `Document.sentences`: an explicit list, or (when left unset) the sentences of the
+    document's text passages, split on first use and cached.
+
+    Splitting every MRC passage while reading cost a fifth of the reader's time, yet only a few
+    document-level tasks (title, completion, composition) ever look at sentences; QA tasks do not.
+    As a dataclass field default it makes `Document(..., sentences=[...])` work unchanged.
+    """
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self._slot = f"_{name}"
+
+    def __get__(self, obj: Document | None, owner: type) -> list[str] | None:
+        if obj is None:
+            return None  # the dataclass default: "derive from the passages"
+        value = obj.__dict__[self._slot]
+        if value is None:
+            from kositp.data.text import split_clean_sentences
+
+            value = [s for p in obj.passages if p.context_format == "text" for s in split_clean_sentences(p.context)]
+            obj.__dict__[self._slot] = value
+        return value
+
+    def __set__(self, obj: Document, value: list[str] | None) -> None:
+        obj.__dict__[self._slot] = value
+
+
 @dataclass
 class Document:
     """One source document: the unit that is never split across train/validation/test."""
@@ -48,7 +75,8 @@ class Document:
     doc_id: str
     ref: str  # where it came from: "path[:member]#item", for rejects and debugging
     title: str | None = None
-    sentences: list[str] = field(default_factory=list)  # body text as sentences, in order
+    # body text as sentences, in order; left unset (None), the text passages' sentences, split lazily
+    sentences: list[str] = _LazySentences()  # type: ignore[assignment]
     passages: list[Passage] = field(default_factory=list)
     summaries: list[str] = field(default_factory=list)  # abstractive summaries, best first
     extractive_summary: list[str] = field(default_factory=list)  # extractive summary sentences

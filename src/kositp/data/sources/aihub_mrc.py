@@ -22,7 +22,6 @@ from kositp.data.text import (
     looks_html,
     normalize_yes_no,
     parse_table,
-    split_sentences,
     to_int,
 )
 
@@ -50,11 +49,14 @@ def _title(value: Any) -> str | None:
 
 
 def _qtype(raw: dict, answer_text: str, options: list[str], is_html: bool, ref: str) -> str:
-    answer_type = clean(raw.get("answer_type")).lower()
-    if answer_type in _D5_TYPES:
-        return _D5_TYPES[answer_type]
+    """The normalised question type; `answer_text` is already clean."""
+    answer_type = raw.get("answer_type")
+    if answer_type is not None:
+        answer_type = clean(answer_type).lower()
+        if answer_type in _D5_TYPES:
+            return _D5_TYPES[answer_type]
     lowered = ref.lower()
-    if clean(answer_text).lower() in ("yes", "no") or "entailment" in lowered:
+    if answer_text.lower() in ("yes", "no") or "entailment" in lowered:
         return "yes_no"
     if len(options) >= 2 or "multiple_choice" in lowered:
         return "multiple_choice"
@@ -68,34 +70,42 @@ def _qtype(raw: dict, answer_text: str, options: list[str], is_html: bool, ref: 
 
 
 def normalize_qa(raw: Any, passage: Passage, ref: str, source: str) -> QA | Reject:
-    """One raw qas[] item -> a checked QA, or a Reject with the first problem found."""
+    """One raw qas[] item -> a checked QA, or a Reject with the first problem found.
+
+    This runs once per question (millions of times on a full AIHub set), so it reads each raw key
+    once and cleans only strings it keeps; per-passage work (context cleaning, HTML parsing,
+    sentence splitting) happens in `_passage` or lazily, never here.
+    """
     if not isinstance(raw, dict):
         return Reject(source, ref, "malformed_record", detail="qas item is not an object")
-    qid = clean(raw.get("question_id") or raw.get("id")) or ref
-    question = clean(raw.get("question") if "question" in raw else raw.get("question-1"))
-    alts = [clean(raw[k]) for k in ("question-2",) if not is_null(raw.get(k))]
+    get = raw.get
+    qid = clean(get("question_id") or get("id")) or ref
+    question = clean(raw["question"] if "question" in raw else get("question-1"))
+    second = get("question-2")
+    alts = [] if is_null(second) else [clean(second)]
     if not question and alts:
         question, alts = alts[0], []
     if not question:
         return Reject(source, ref, "missing_field:question")
-    has_answer_key = any(k in raw for k in ("answers", "answer"))
-    ans_raw = raw.get("answers", raw.get("answer"))
+    has_answer_key = "answers" in raw or "answer" in raw
+    ans_raw = raw["answers"] if "answers" in raw else get("answer")
     if isinstance(ans_raw, str):  # D5: answer is a plain string with offsets beside it
-        ans = {"text": ans_raw, "answer_start": raw.get("answer_start")}
+        ans = {"text": ans_raw, "answer_start": get("answer_start")}
     else:
         ans = _first(ans_raw)
-    text = clean(ans.get("text", ans.get("answer_text")))
+    text = clean(ans["text"] if "text" in ans else ans.get("answer_text"))
     start = to_int(ans.get("answer_start"))
-    evidence = [clean(ans.get("clue_text"))] if not is_null(ans.get("clue_text")) else []
-    for clue in raw.get("clue") or []:
+    clue_text = ans.get("clue_text")
+    evidence = [] if is_null(clue_text) else [clean(clue_text)]
+    for clue in get("clue") or ():
         if isinstance(clue, dict) and not is_null(clue.get("clue_text")):
             evidence.append(clean(clue["clue_text"]))
-    options = [clean(o) for o in (ans.get("options") or []) if not is_null(o)]
-    wrong = [clean(o) for o in (raw.get("wrong_answer") or []) if not is_null(o)]
+    options = [clean(o) for o in ans.get("options") or () if not is_null(o)]
+    wrong = [clean(o) for o in get("wrong_answer") or () if not is_null(o)]
     if wrong and text:
         options = [text, *wrong]
-    impossible = _truthy(raw.get("is_impossible")) or (not has_answer_key) or (not text and ans_raw in ([], {}))
-    level = clean(raw.get("question_level", raw.get("level"))) or None
+    impossible = _truthy(get("is_impossible")) or (not has_answer_key) or (not text and ans_raw in ([], {}))
+    level = clean(raw["question_level"] if "question_level" in raw else get("level")) or None
     if impossible:
         # P7: an unanswerable item may carry a plausible span; never use it as gold.
         return QA(qid, question, None, "unanswerable", True, None, [], evidence, alts, level)
@@ -182,9 +192,7 @@ def parse_mrc_item(item: Any, ref: str, source: str, kind: str = "mrc") -> Itera
             continue
         passage = _passage(raw, pref, source, rejects)
         if passage is not None:
-            doc.passages.append(passage)
-            if passage.context_format == "text":
-                doc.sentences.extend(split_sentences(passage.context))
+            doc.passages.append(passage)  # doc.sentences: split from text passages on first use
     yield from rejects
     if doc.passages:
         yield doc
