@@ -90,5 +90,10 @@ def record_rank(out: Path, trainer) -> None:
         "rank": args.process_index,
         "world_size": args.world_size,
         "global_step": trainer.state.global_step,
+        # Fewer batches than the whole dataset = this rank saw its own shard; equal checksums on every rank
+        # = DDP kept the replicas in sync.
+        "batches_per_epoch": len(trainer.get_train_dataloader()),
+        "trainable_checksum": float(sum(p.detach().double().sum() for p in trainer.model.parameters()
+                                        if p.requires_grad)),
         "logged_losses": [e["loss"] for e in trainer.state.log_history if "loss" in e],
     }), encoding="utf-8")

@@ -60,7 +60,8 @@ def sft_command(
     _quiet_libraries()
     cfg = _apply_flags(load_config(SFTConfig, config, overrides or []), model=model, data=data, out=out)
     run = train_sft(cfg)
-    typer.echo(f"SFT run written to {run}")
+    if int(os.environ.get("RANK", "0")) == 0:
+        typer.echo(f"SFT run written to {run}")
 
 
 @train_app.command("pref")
@@ -87,4 +88,5 @@ def pref_command(
     cfg = load_config(PrefConfig, config, overrides or [])
     cfg = _apply_flags(cfg, method=method, model=model, sft_run=adapter, data=data, out=out)
     run = train_pref(cfg)
-    typer.echo(f"{cfg.method.upper()} run written to {run}")
+    if int(os.environ.get("RANK", "0")) == 0:
+        typer.echo(f"{cfg.method.upper()} run written to {run}")

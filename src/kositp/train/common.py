@@ -178,6 +178,7 @@ def trainer_common_args(cfg: TrainConfig, out: Path, has_eval: bool) -> dict[str
         dataloader_num_workers=0,
         include_num_input_tokens_seen="non_padding",
         save_only_model=False,
+        ddp_find_unused_parameters=False,  # LoRA uses every adapter weight each step; the extra graph walk is waste
     )
     if cfg.gradient_checkpointing:
         args["gradient_checkpointing_kwargs"] = {"use_reentrant": False}
