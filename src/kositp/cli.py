@@ -12,6 +12,7 @@ from pathlib import Path
 
 import typer
 
+from kositp.bench.cli import bench_app
 from kositp.data.cli import data_app
 from kositp.errors import KositpError
 from kositp.eval.cli import eval_app
@@ -35,6 +36,7 @@ app.add_typer(models_app, name="models")
 app.add_typer(data_app, name="data")
 app.add_typer(train_app, name="train")
 app.add_typer(eval_app, name="eval")
+app.add_typer(bench_app, name="bench")
 data_app.command("pairs")(pairs_command)
 app.command("serve")(serve_command)
 app.command("ui")(ui_command)

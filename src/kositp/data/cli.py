@@ -99,8 +99,3 @@ def export_seed_cmd(
     with open(path, encoding="utf-8") as fh:
         n = export_seed((json.loads(line) for line in fh if line.strip()), out)
     typer.echo(f"wrote {n} records to {out}")
-
-
-from kositp.data.bench import bench_data  # noqa: E402 - exported for `kositp bench data`
-
-data_app.command("bench")(bench_data)

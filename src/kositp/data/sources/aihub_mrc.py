@@ -82,7 +82,7 @@ def normalize_qa(raw: Any, passage: Passage, ref: str, source: str) -> QA | Reje
     qid = clean(get("question_id") or get("id")) or ref
     question = clean(raw["question"] if "question" in raw else get("question-1"))
     second = get("question-2")
-    alts = [] if is_null(second) else [clean(second)]
+    alts = [] if second is None or is_null(second) else [clean(second)]
     if not question and alts:
         question, alts = alts[0], []
     if not question:
@@ -105,7 +105,8 @@ def normalize_qa(raw: Any, passage: Passage, ref: str, source: str) -> QA | Reje
     if wrong and text:
         options = [text, *wrong]
     impossible = _truthy(get("is_impossible")) or (not has_answer_key) or (not text and ans_raw in ([], {}))
-    level = clean(raw["question_level"] if "question_level" in raw else get("level")) or None
+    level = raw["question_level"] if "question_level" in raw else get("level")
+    level = None if level is None else clean(level) or None
     if impossible:
         # P7: an unanswerable item may carry a plausible span; never use it as gold.
         return QA(qid, question, None, "unanswerable", True, None, [], evidence, alts, level)
@@ -149,7 +150,9 @@ def _passage(raw: dict, ref: str, source: str, rejects: list[Reject]) -> Passage
             rejects.append(Reject(source, ref, "malformed_html"))
             return None
     context = context_raw.strip() if is_html else clean_keep_lines(context_raw)
-    passage = Passage(context, "html" if is_html else "text", table_title=clean(raw.get("table_title")) or None)
+    table_title = raw.get("table_title")
+    passage = Passage(context, "html" if is_html else "text",
+                      table_title=None if table_title is None else clean(table_title) or None)
     for j, qa_raw in enumerate(raw.get("qas") or []):
         qa = normalize_qa(qa_raw, passage, f"{ref}.qas.{j}", source)
         if isinstance(qa, Reject):

@@ -1,0 +1,1 @@
+"""`kositp bench ...`: speed and memory measurements of each stage against a baseline."""

@@ -1,0 +1,12 @@
+"""`kositp bench` sub-app. Each stage adds its benchmark as one command (`data`, `train`, `serve`, ...);
+every command writes JSON + Markdown into its --out directory."""
+
+from __future__ import annotations
+
+import typer
+
+from kositp.data.bench import bench_data
+
+bench_app = typer.Typer(help="Measure speed and memory against baselines.", no_args_is_help=True)
+
+bench_app.command("data")(bench_data)
