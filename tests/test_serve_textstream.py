@@ -52,3 +52,11 @@ def test_stop_spanning_many_pieces_and_earliest_stop_wins():
     assert matcher.push("xA") == "x"
     assert matcher.push("BC") == ""
     assert matcher.stopped and matcher.text == "x"
+
+
+def test_reply_cut_inside_a_character_drops_the_incomplete_bytes(tokenizer):
+    ids = tokenizer("뷁", add_special_tokens=False)["input_ids"]
+    assert len(ids) > 1, "a rare syllable should need several byte tokens"
+    decoder = IncrementalDecoder(tokenizer)
+    pieces = [decoder.push(i) for i in ids[:-1]]  # max_tokens reached before the last byte
+    assert "".join(pieces) + decoder.flush() == ""

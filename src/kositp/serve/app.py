@@ -51,7 +51,7 @@ def _validation_message(exc: RequestValidationError) -> tuple[str, str | None]:
     where = ".".join(loc)
     if err.get("type") == "json_invalid":
         return "request body is not valid JSON", None
-    if not loc and err.get("loc", ())[:1] == ("body",):
+    if not loc and err.get("type") in ("model_attributes_type", "dict_type", "model_type", "missing"):
         return "request body must be a JSON object (send Content-Type: application/json)", None
     msg = err.get("msg", "invalid request")
     return (f"{where}: {msg}" if where else msg), (loc[0] if loc else None)

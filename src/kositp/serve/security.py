@@ -29,8 +29,12 @@ def load_api_keys(key_file: Path | None, env_var: str) -> list[bytes]:
 
 
 def key_matches(presented: str, keys: list[bytes]) -> bool:
-    """Constant-time comparison against every key (no early exit that would leak which one is close)."""
-    candidate = presented.encode("utf-8", "surrogateescape")
+    """Constant-time comparison against every key (no early exit that would leak which one is close).
+
+    `presented` is the header value as Starlette decodes it (latin-1), so encoding it back to latin-1
+    gives the raw bytes on the wire: a UTF-8 key (e.g. with Hangul) matches byte for byte.
+    """
+    candidate = presented.encode("latin-1", "replace")
     found = False
     for key in keys:
         found |= hmac.compare_digest(candidate, key)
@@ -56,29 +60,31 @@ class BodySizeLimit:
                 return await self._reject(send, 400, "invalid Content-Length header")
             if too_big:
                 return await self._reject(send, 413, f"request body exceeds {self.limit} bytes")
-        received = 0
-        response_started = False
-
-        async def limited_receive():
-            nonlocal received
+            return await self.app(scope, receive, send)  # the server holds the body to its declared length
+        # No Content-Length (chunked upload): read up to the cap here, then replay it to the app.
+        chunks: list[bytes] = []
+        size = 0
+        while True:
             message = await receive()
-            if message["type"] == "http.request":
-                received += len(message.get("body", b""))
-                if received > self.limit:
-                    raise _TooLarge()
-            return message
+            if message["type"] != "http.request":
+                return  # client went away
+            chunks.append(message.get("body", b""))
+            size += len(chunks[-1])
+            if size > self.limit:
+                return await self._reject(send, 413, f"request body exceeds {self.limit} bytes")
+            if not message.get("more_body", False):
+                break
+        body = b"".join(chunks)
+        replayed = False
 
-        async def tracking_send(message):
-            nonlocal response_started
-            if message["type"] == "http.response.start":
-                response_started = True
-            await send(message)
+        async def replay():
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()
 
-        try:
-            await self.app(scope, limited_receive, tracking_send)
-        except _TooLarge:
-            if not response_started:
-                await self._reject(send, 413, f"request body exceeds {self.limit} bytes")
+        await self.app(scope, replay, send)
 
     @staticmethod
     async def _reject(send, status: int, message: str) -> None:
@@ -93,7 +99,3 @@ class BodySizeLimit:
             }
         )
         await send({"type": "http.response.body", "body": body})
-
-
-class _TooLarge(Exception):
-    pass

@@ -38,9 +38,10 @@ class IncrementalDecoder:
         return ""  # an incomplete character: wait for the token that completes it
 
     def flush(self) -> str:
-        """Whatever is left at the end (a truly invalid byte sequence is shown as U+FFFD here, once)."""
+        """What is left at the end. Generation cut off inside a character (max_tokens) leaves incomplete
+        bytes: those are dropped, never sent as U+FFFD. Invalid bytes in the middle stay visible."""
         prefix_text = self._decode(self.ids[self.prefix_offset : self.read_offset])
-        full_text = self._decode(self.ids[self.prefix_offset :])
+        full_text = self._decode(self.ids[self.prefix_offset :]).rstrip(REPLACEMENT)
         self.prefix_offset = self.read_offset = len(self.ids)
         return full_text[len(prefix_text) :] if len(full_text) > len(prefix_text) else ""
 
