@@ -22,8 +22,9 @@ from kositp.data.tasks.templates import load_templates, placeholders
 
 REPO = Path(__file__).resolve().parents[1]
 DEMO = REPO / "configs" / "data" / "demo.yaml"
-OUT_FILES = ("train.jsonl", "validation.jsonl", "test.jsonl", "preference.jsonl", "rejects.jsonl", "card.json",
-             "card.md", "card.png")
+OUT_FILES = ("train.jsonl", "validation.jsonl", "test.jsonl", "preference.jsonl", "preference_validation.jsonl",
+             "preference_test.jsonl", "rejects.jsonl", "card.json", "card.md", "card.png")
+PREF_FILES = {"train": "preference.jsonl", "validation": "preference_validation.jsonl", "test": "preference_test.jsonl"}
 
 
 def _jsonl(path: Path) -> list[dict]:
@@ -56,7 +57,12 @@ def test_demo_builds_all_22_tasks_with_held_out_docs(demo_builds):
         assert row["train"] > 0 and row["test"] > 0, task
     c = card["counts"]
     assert c["read"] == c["written"] + c["rejected"] + c["duplicates"]
-    assert c["preferences"] == len(_jsonl(out / "preference.jsonl")) > 0
+    prefs = {split: _jsonl(out / name) for split, name in PREF_FILES.items()}
+    assert card["preference_splits"] == {split: len(rows) for split, rows in prefs.items()}
+    assert c["preferences"] == sum(card["preference_splits"].values()) and all(prefs.values())
+    # preference pairs are split by prompt document too: no prompt in two splits
+    pref_docs = {split: {r["doc_id"] for r in rows} for split, rows in prefs.items()}
+    assert not pref_docs["train"] & pref_docs["test"] and not pref_docs["train"] & pref_docs["validation"]
     # no document in two splits
     docs = {s: {(r["source"], r["doc_id"]) for r in _jsonl(out / f"{s}.jsonl")} for s in ("train", "validation", "test")}
     assert not docs["train"] & docs["test"] and not docs["train"] & docs["validation"] and not docs["validation"] & docs["test"]

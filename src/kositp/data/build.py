@@ -32,6 +32,7 @@ from kositp.config import Config
 from kositp.data.dedup import Deduplicator
 from kositp.data.schema import Document, InstructionRecord, PreferenceRecord, Reject
 from kositp.data.sources import FORMAT_NAMES, get_format
+from kositp.data.sources.presets import PRESET_PREFIX, PRESETS, apply_preset
 from kositp.data.task_names import TASKS
 from kositp.data.tasks import BUILDERS, Example, TaskOptions
 from kositp.data.tasks.templates import render_prompt, stable_hash
@@ -39,13 +40,19 @@ from kositp.data.text import masked_ratio
 from kositp.errors import KositpError
 
 SPLITS = ("train", "validation", "test")
+# Preference pairs are split by document (prompt) like instructions; `preference.jsonl` keeps its
+# meaning (the pairs to train on), the held-out pairs get their own files.
+PREFERENCE_FILES = {"train": "preference.jsonl", "validation": "preference_validation.jsonl",
+                    "test": "preference_test.jsonl"}
 CONTEXT_FIELDS = ("context", "table")
 
 
 class SourceConfig(Config):
     """One input: a raw corpus, an instruction set or a preference set."""
 
-    format: str = Field(description=f"Source format: one of {', '.join(FORMAT_NAMES)}.")
+    format: str = Field(description=f"Source format: one of {', '.join(FORMAT_NAMES)}; or `preset:NAME` for a "
+                        f"named public set ({', '.join(PRESETS)}), whose format, hf id and columns become this "
+                        "source's defaults (path/columns/name given here override them).")
     path: str = Field(description="File, folder, .zip, .zip.part<offset> chunk, `package:samples/...` for the "
                                    "bundled samples, `konlpy:kolaw` (text format), or `hf:owner/name` for a "
                                    "Hugging Face dataset (instruction/preference formats).")
@@ -59,6 +66,11 @@ class SourceConfig(Config):
     tasks: list[str] | None = Field(None, description="Only build these tasks from this source (default: all).")
     ratio: float = Field(1.0, gt=0, le=1, description="Keep this share of the source's documents (seeded).")
     max_records: int | None = Field(None, ge=0, description="Cap on records written from this source (seeded).")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _expand_preset(cls, values: Any) -> Any:
+        return apply_preset(values) if isinstance(values, dict) else values
 
     @field_validator("format")
     @classmethod
@@ -151,6 +163,12 @@ def sources_from_cli(specs: list[str]) -> list[SourceConfig]:
     """`FORMAT:PATH` strings from repeated --source options."""
     out = []
     for spec in specs:
+        if spec.startswith(PRESET_PREFIX):  # preset:NAME or preset:NAME=PATH
+            name, _, path = spec[len(PRESET_PREFIX):].partition("=")
+            if name not in PRESETS:
+                raise KositpError(f"--source '{spec}': unknown preset '{name}'; choose one of: {', '.join(PRESETS)}")
+            out.append(SourceConfig(format=f"{PRESET_PREFIX}{name}", **({"path": path} if path else {})))
+            continue
         fmt, sep, path = spec.partition(":")
         if not sep or not path:
             raise KositpError(f"--source '{spec}' must look like FORMAT:PATH (formats: {', '.join(FORMAT_NAMES)})")
@@ -393,6 +411,7 @@ def build(cfg: BuildConfig, out: str | Path | None = None, progress: Callable[[s
                        "duplicates_by_kind": dict(sorted(stats.duplicates.items())),
                        "instructions": counts["sft_total"], "preferences": counts["pref_total"]},
             "splits": counts["splits"],
+            "preference_splits": counts["pref_splits"],
             "per_task": counts["per_task"],
             "per_source": counts["per_source"],
             "reject_reasons": dict(sorted(stats.reject_reasons.items(), key=lambda kv: (-kv[1], kv[0]))),
@@ -448,9 +467,9 @@ def _write_outputs(out_dir: Path, work: Path, spool_path: Path, metas: list[_Met
     split_totals = dict.fromkeys(SPLITS, 0)
     docs_per_split: dict[str, set] = {s: set() for s in SPLITS}
     has_pref = any(m.kind == "pref" for m, k in zip(metas, keep, strict=True) if k)
-    names = [*[f"{s}.jsonl" for s in SPLITS], *(["preference.jsonl"] if has_pref else [])]
+    names = [*[f"{s}.jsonl" for s in SPLITS], *(PREFERENCE_FILES.values() if has_pref else [])]
     writers = {name: _atomic_writer(out_dir / name) for name in names}
-    pref_total = 0
+    pref_splits = dict.fromkeys(SPLITS, 0)
     try:
         with open(spool_path, encoding="utf-8") as spool:
             for line, meta, kept in zip(spool, metas, keep, strict=True):
@@ -458,8 +477,8 @@ def _write_outputs(out_dir: Path, work: Path, spool_path: Path, metas: list[_Met
                     continue
                 split = split_of[meta.doc_key]
                 if meta.kind == "pref":
-                    pref_total += 1
-                    writers["preference.jsonl"][1].write(line)
+                    pref_splits[split] += 1
+                    writers[PREFERENCE_FILES[split]][1].write(line)
                     continue
                 writers[f"{split}.jsonl"][1].write(line)
                 per_task[meta.task][split] += 1
@@ -471,8 +490,9 @@ def _write_outputs(out_dir: Path, work: Path, spool_path: Path, metas: list[_Met
             fh.close()
     for name, (tmp, _) in writers.items():
         os.replace(tmp, out_dir / name)
-    if not has_pref and (out_dir / "preference.jsonl").exists():
-        (out_dir / "preference.jsonl").unlink()  # stale file from an earlier build with preference sources
+    for name in PREFERENCE_FILES.values():
+        if not has_pref and (out_dir / name).exists():
+            (out_dir / name).unlink()  # stale file from an earlier build with preference sources
     os.replace(work / "rejects.jsonl", out_dir / "rejects.jsonl")
     return {
         "splits": split_totals,
@@ -481,5 +501,6 @@ def _write_outputs(out_dir: Path, work: Path, spool_path: Path, metas: list[_Met
         "per_source": dict(sorted(per_source.items())),
         "documents_per_split": {s: len(v) for s, v in docs_per_split.items()},
         "sft_total": sum(split_totals.values()),
-        "pref_total": pref_total,
+        "pref_total": sum(pref_splits.values()),
+        "pref_splits": pref_splits,
     }

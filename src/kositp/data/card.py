@@ -52,7 +52,10 @@ def card_markdown(card: dict) -> str:
     lines = ["# Dataset card", "", f"Seed: `{card['seed']}`", "",
              "| read | written | rejected | duplicates |", "|---:|---:|---:|---:|",
              f"| {c['read']} | {c['written']} | {c['rejected']} | {c['duplicates']} |", "",
-             f"Instruction records: {c['instructions']}; preference pairs: {c['preferences']}.", "",
+             f"Instruction records: {c['instructions']}; preference pairs: {c['preferences']}"
+             + (" (train/validation/test: {train}/{validation}/{test}, in preference.jsonl, "
+                "preference_validation.jsonl, preference_test.jsonl)".format(**card["preference_splits"])
+                if c["preferences"] and "preference_splits" in card else "") + ".", "",
              "## Records per task and split", "", "| task | train | validation | test |", "|---|---:|---:|---:|"]
     for task, row in card["per_task"].items():
         lines.append(f"| {task} | {row['train']} | {row['validation']} | {row['test']} |")

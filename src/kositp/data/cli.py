@@ -13,9 +13,13 @@ data_app = typer.Typer(help="Build instruction and preference datasets from Kore
 def formats() -> None:
     """List the source formats `--source FORMAT:PATH` accepts."""
     from kositp.data.sources import all_formats
+    from kositp.data.sources.presets import PRESET_PREFIX, PRESETS
 
     for fmt in all_formats().values():
         typer.echo(f"{fmt.name:14s} {fmt.emits:13s} {fmt.description}")
+    typer.echo("\npresets (format: preset:NAME, or --source preset:NAME[=PATH]):")
+    for preset in PRESETS.values():
+        typer.echo(f"{PRESET_PREFIX + preset.name:20s} {preset.format:10s} {preset.path}  {preset.description}")
 
 
 @data_app.command("build")
