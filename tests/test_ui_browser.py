@@ -1,0 +1,284 @@
+"""The chat page end to end: real headless Chromium -> `kositp ui` (Chainlit) -> real `kositp serve` (tiny model).
+
+The tiny model has random weights, so replies are gibberish: these tests check what the page does
+(streams, sends the whole history, starters, settings, stop, new chat, Korean errors), reading
+the server's prompt log (`log_prompts=true`) to see exactly which messages it received.
+Screenshots of each state go to artifacts/ui/ (gitignored).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from kositp.serve.process import ServeProcess, free_port
+from kositp.ui.process import UIProcess
+from kositp.ui.starters import load_starter_groups
+
+pytestmark = [pytest.mark.slow, pytest.mark.browser]
+
+CHROMIUM = "/usr/bin/chromium"
+ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts" / "ui"
+CHROMIUM_ARGS = [
+    "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+    "--disable-component-update", "--disable-sync",
+]
+ASSISTANT = '[data-step-type="assistant_message"]'
+USER = '[data-step-type="user_message"]'
+SYSTEM_PROMPT_DEFAULT = "당신은 친절하고 정확한 한국어 AI 어시스턴트입니다."
+
+if shutil.which(CHROMIUM) is None:
+    pytest.skip(f"{CHROMIUM} not found: install Debian chromium and fonts-nanum (make system-deps)",
+                allow_module_level=True)
+playwright_sync = pytest.importorskip("playwright.sync_api")
+
+
+@pytest.fixture(scope="module")
+def key_file(tmp_path_factory):
+    path = tmp_path_factory.mktemp("ui-keys") / "keys.txt"
+    path.write_text("sk-browser-test\n", encoding="utf-8")
+    return path
+
+
+@pytest.fixture(scope="module")
+def server(tiny_model_dir, key_file):
+    with ServeProcess(["--model", str(tiny_model_dir), "--served-model-name", "tiny-ko",
+                       "--api-key-file", str(key_file), "log_prompts=true"]) as proc:
+        yield proc
+
+
+@pytest.fixture(scope="module")
+def ui(server, key_file):
+    with UIProcess(server.url + "/v1", ["--api-key-file", str(key_file)]) as proc:
+        yield proc
+
+
+@pytest.fixture(scope="module")
+def browser():
+    with playwright_sync.sync_playwright() as pw:
+        b = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        yield b
+        b.close()
+
+
+@pytest.fixture
+def open_page(browser, request):
+    """A fresh browser context (a new chat session) at a URL; records requests that leave loopback
+    and counts Chainlit's streamed-token websocket frames."""
+    contexts = []
+
+    def _open(url: str):
+        ctx = browser.new_context(locale="ko-KR", viewport={"width": 1200, "height": 820})
+        contexts.append(ctx)
+        page = ctx.new_page()
+        page.external_requests = []
+        page.stream_frames = []
+
+        def on_request(req):
+            if not re.match(r"^(https?|wss?)://(127\.0\.0\.1|localhost)[:/]|^(data|blob):", req.url):
+                page.external_requests.append(req.url)
+
+        def on_ws(ws):
+            ws.on("framereceived", lambda frame: page.stream_frames.append(frame)
+                  if isinstance(frame, str) and '"stream_token"' in frame else None)
+
+        page.on("request", on_request)
+        page.on("websocket", on_ws)
+        page.goto(url)
+        page.wait_for_selector("#chat-input", timeout=60_000)
+        return page
+
+    yield _open
+    for ctx in contexts:
+        ctx.close()
+
+
+def shot(page, name: str) -> Path:
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    path = ARTIFACTS / f"{name}.png"
+    page.screenshot(path=str(path))
+    return path
+
+
+def chat_requests(server) -> list[dict]:
+    """Every chat request body the server logged, oldest first."""
+    out = []
+    for line in server.log().splitlines():
+        _, sep, body = line.partition("chat request: ")
+        if sep:
+            req = json.loads(body)
+            req["messages"] = [{"role": m["role"], "content": m["content"]} for m in req["messages"]]
+            out.append(req)
+    return out
+
+
+def wait_idle(page, timeout_s: float = 120) -> None:
+    """Until the running reply (if any) is over: the send button is back and the stop button gone."""
+    page.wait_for_selector("#stop-button", state="detached", timeout=timeout_s * 1000)
+    page.wait_for_selector("#chat-submit", state="visible", timeout=timeout_s * 1000)
+
+
+def send(page, text: str) -> None:
+    page.fill("#chat-input", text)
+    page.click("#chat-submit")
+
+
+def wait_for_count(page, selector: str, n: int, timeout_s: float = 120) -> None:
+    page.wait_for_function(f"document.querySelectorAll('{selector}').length >= {n}", timeout=timeout_s * 1000)
+
+
+def test_korean_chat_streams_and_sends_the_whole_history(server, ui, open_page):
+    page = open_page(ui.url)
+    assert page.locator("#chat-input").get_attribute("placeholder").startswith("메시지를 입력하세요")
+    shot(page, "01_start")
+    before = len(chat_requests(server))
+
+    first = "안녕하세요! 한국의 가을 날씨를 한 문장으로 알려 주세요."
+    send(page, first)
+    wait_for_count(page, ASSISTANT, 1)
+    wait_idle(page)
+    assert len(page.stream_frames) >= 2, "the reply must arrive as streamed tokens, not in one piece"
+    reply1 = page.locator(ASSISTANT).last.inner_text().strip()
+    assert reply1
+    shot(page, "02_first_reply")
+
+    second = "방금 한 말을 더 짧게 줄여 주세요."
+    send(page, second)
+    wait_for_count(page, ASSISTANT, 2)
+    wait_idle(page)
+    shot(page, "03_second_turn")
+
+    requests = chat_requests(server)[before:]
+    assert len(requests) == 2
+    assert requests[0]["stream"] is True
+    assert [m["role"] for m in requests[0]["messages"]] == ["system", "user"]
+    turn2 = requests[1]["messages"]
+    assert [m["role"] for m in turn2] == ["system", "user", "assistant", "user"]
+    assert turn2[0]["content"].startswith(SYSTEM_PROMPT_DEFAULT)
+    assert turn2[1]["content"] == first and turn2[3]["content"] == second
+    assert turn2[2]["content"].strip(), "the first reply is sent back as the assistant turn"
+    assert requests[1]["model"] == "tiny-ko"
+    assert page.external_requests == [], f"the page must work offline: {page.external_requests}"
+
+
+def test_starter_category_then_starter_sends_the_sample(server, ui, open_page):
+    page = open_page(ui.url)
+    groups = {g.label: g for g in load_starter_groups()}
+    for label in groups:
+        assert page.get_by_role("button", name=label).is_visible()
+    page.get_by_role("button", name="표 이해").click()
+    table = next(s for s in groups["표 이해"].starters if s.task == "table_qa_short")
+    page.get_by_role("button", name=table.label).wait_for(timeout=10_000)
+    shot(page, "04_starters")
+    before = len(chat_requests(server))
+    page.get_by_role("button", name=table.label).click()
+    wait_for_count(page, USER, 1)
+    assert "1월 평균 기온이 가장 낮은 도시는" in page.locator(USER).first.inner_text()
+    wait_for_count(page, ASSISTANT, 1)
+    wait_idle(page)
+    shot(page, "05_starter_reply")
+    sent = chat_requests(server)[before:]
+    assert sent[-1]["messages"][-1] == {"role": "user", "content": table.message}
+
+
+def test_settings_panel_lists_models_and_changes_the_request(server, ui, open_page):
+    page = open_page(ui.url)
+    page.click("#chat-settings-open-modal")
+    page.wait_for_selector("#chat-settings", timeout=20_000)
+    page.wait_for_timeout(500)  # the dialog's open animation
+    text = page.locator("#chat-settings").inner_text()
+    for label in ("모델", "온도 (temperature)", "top_p", "최대 생성 토큰 수 (max_tokens)", "시스템 프롬프트", "tiny-ko"):
+        assert label in text, (label, text)
+    custom = "너는 해적처럼 말하는 한국어 비서야."
+    page.fill("#system_prompt", custom)
+    shot(page, "06_settings")
+    page.locator("#chat-settings #confirm").click()
+    before = len(chat_requests(server))
+    send(page, "오늘 점심 메뉴를 추천해 줘.")
+    wait_for_count(page, ASSISTANT, 1)
+    wait_idle(page)
+    sent = chat_requests(server)[before:]
+    assert sent[-1]["messages"][0] == {"role": "system", "content": custom}
+
+
+def test_stop_button_cancels_and_new_chat_resets_history(server, ui, open_page):
+    page = open_page(ui.url)
+    send(page, "첫 번째 질문입니다.")
+    wait_for_count(page, ASSISTANT, 1)
+    wait_idle(page)
+
+    # A long reply, stopped as soon as tokens flow.
+    page.click("#chat-settings-open-modal")
+    page.wait_for_selector("#chat-settings", timeout=20_000)
+    page.locator("#max_tokens").focus()
+    page.keyboard.press("End")  # the slider's maximum: a reply far longer than the time to click stop
+    page.locator("#temperature").focus()
+    page.keyboard.press("Home")  # greedy: the same (long) reply on every run
+    page.locator("#chat-settings #confirm").click()
+    page.wait_for_selector("#chat-settings", state="detached", timeout=20_000)
+    frames_before = len(page.stream_frames)
+    send(page, "아주 길게 이야기를 써 주세요.")
+    page.wait_for_selector("#stop-button", timeout=60_000)
+    deadline = time.monotonic() + 60
+    while len(page.stream_frames) <= frames_before and time.monotonic() < deadline:
+        page.wait_for_timeout(20)
+    page.locator("#stop-button").click(force=True)
+    page.get_by_text("응답 생성을 중지했습니다").wait_for(timeout=30_000)
+    wait_idle(page, 30)
+    shot(page, "07_stopped")
+    assert page.get_by_text("Task manually stopped").count() == 0
+    metrics = httpx.get(server.url + "/metrics").text
+    assert re.search(r"^kositp_cancelled_total [1-9]", metrics, re.M), "the server saw the request cancelled"
+
+    # The stopped turn's partial reply is history: the next request carries three turns.
+    before = len(chat_requests(server))
+    send(page, "세 번째 질문입니다.")
+    wait_for_count(page, ASSISTANT, 3)
+    wait_idle(page)
+    assert [m["role"] for m in chat_requests(server)[before:][-1]["messages"]] == [
+        "system", "user", "assistant", "user", "assistant", "user"]
+
+    # New chat: confirm dialog, empty page, and the next request has no history.
+    page.click("#new-chat-button")
+    page.locator("#new-chat-dialog #confirm").click()
+    page.wait_for_function(f"document.querySelectorAll('{ASSISTANT}').length === 0", timeout=30_000)
+    before = len(chat_requests(server))
+    send(page, "새 대화의 첫 질문입니다.")
+    wait_for_count(page, ASSISTANT, 1)
+    wait_idle(page)
+    shot(page, "08_new_chat")
+    assert [m["role"] for m in chat_requests(server)[before:][-1]["messages"]] == ["system", "user"]
+
+
+def test_api_down_shows_korean_error_and_page_stays_usable(open_page):
+    dead = f"http://127.0.0.1:{free_port()}/v1"
+    with UIProcess(dead, ["connect_timeout_s=2"]) as down_ui:
+        page = open_page(down_ui.url)
+        page.get_by_text("연결할 수 없습니다").first.wait_for(timeout=30_000)
+        send(page, "서버가 꺼져 있어도 괜찮나요?")
+        wait_for_count(page, USER, 1)
+        page.wait_for_function(
+            "[...document.querySelectorAll('[data-step-type=\"assistant_message\"]')]"
+            ".filter(e => e.innerText.includes('연결할 수 없습니다')).length >= 2", timeout=30_000)
+        wait_idle(page, 30)
+        assert page.locator("#chat-input").is_editable()
+        shot(page, "09_api_down")
+        send(page, "다시 한 번 보냅니다.")
+        wait_for_count(page, USER, 2)
+        page.wait_for_function(
+            "[...document.querySelectorAll('[data-step-type=\"assistant_message\"]')]"
+            ".filter(e => e.innerText.includes('연결할 수 없습니다')).length >= 3", timeout=30_000)
+
+
+def test_missing_api_key_shows_korean_401(server, open_page):
+    with UIProcess(server.url + "/v1") as keyless_ui:
+        page = open_page(keyless_ui.url)
+        page.get_by_text("API 키가 없거나 올바르지 않습니다").first.wait_for(timeout=30_000)
+        shot(page, "10_api_401")
+        assert page.locator("#chat-input").is_editable()
