@@ -7,6 +7,7 @@ process for tests and notebooks, and reports the bound port.
 from __future__ import annotations
 
 import logging
+import signal
 import socket
 import threading
 import time
@@ -32,6 +33,9 @@ class _DrainingServer(uvicorn.Server):
         if not self.should_exit:
             log.info("signal %s: draining in-flight requests (up to %ss)", sig, self.config.timeout_graceful_shutdown)
         super().handle_exit(sig, frame)
+        if sig == signal.SIGTERM and sig in self._captured_signals:
+            # uvicorn re-raises captured signals after shutdown (exit -15); a completed drain is a clean stop.
+            self._captured_signals.remove(sig)
 
 
 def _uvicorn_config(cfg: ServeConfig, app, sock: socket.socket | None = None) -> uvicorn.Config:
