@@ -21,8 +21,12 @@ def test_200_requests_at_concurrency_16_all_succeed(tiny_model_dir):
         metrics = httpx.get(proc.url + "/metrics").text
     assert result["failed"] == 0, result["statuses"]
     assert result["succeeded"] == 200 and result["completion_tokens"] > 0
-    # the batcher really ran requests together under load
     assert 'kositp_requests_total{endpoint="/v1/chat/completions",status="200"} 200.0' in metrics
+    # the batcher really ran requests together under load: fewer batches than requests
+    stats = {ln.split('"')[1]: float(ln.split()[-1]) for ln in metrics.splitlines()
+             if ln.startswith("kositp_backend{")}
+    assert stats["batched_requests"] == 200
+    assert stats["largest_batch"] > 1 and stats["batches"] < 200
 
 
 def test_sigterm_during_a_stream_finishes_it_then_exits_cleanly(tiny_model_dir):

@@ -29,6 +29,7 @@ CONFIG_SCHEMAS: dict[str, str] = {
     "accelerate": "kositp.train.accelerate_configs:validate",
     "ui": "kositp.ui.config:UIConfig",
     "eval": "kositp.eval.run:EvalConfig",
+    "serve": "kositp.serve.config:ServeConfig",
 }
 
 

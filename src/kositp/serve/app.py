@@ -376,6 +376,8 @@ def create_app(cfg: ServeConfig, backend: Backend | None = None) -> FastAPI:
     @app.get("/metrics", summary="Prometheus metrics.")
     async def prometheus_metrics():
         metrics.queue_depth.set(backend.queue_depth())
+        for name, value in backend.stats().items():
+            metrics.backend.labels(name).set(value)
         return Response(metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8")
 
     @app.get("/v1/models", dependencies=[Depends(require_key)], responses=error_responses)

@@ -29,6 +29,8 @@ class ServeMetrics:
         self.queue_depth = Gauge("kositp_queue_depth", "Requests waiting for the backend", registry=r)
         self.rejected = Counter("kositp_rejected", "Requests refused, by reason", ["reason"], registry=r)
         self.cancelled = Counter("kositp_cancelled", "Generations cancelled because the client left", registry=r)
+        self.backend = Gauge("kositp_backend", "Backend counters (batches run, requests batched, largest "
+                             "batch; healthy vLLM replicas)", ["stat"], registry=r)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -60,6 +60,10 @@ class Backend(ABC):
     def queue_depth(self) -> int:
         return 0
 
+    def stats(self) -> dict[str, float]:
+        """Backend counters exported on /metrics as kositp_backend_<name>."""
+        return {}
+
     @abstractmethod
     def chat(self, req: ChatCompletionRequest, max_tokens: int) -> AsyncIterator[Event]: ...
 

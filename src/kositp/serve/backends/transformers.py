@@ -72,6 +72,12 @@ class TransformersBackend(Backend):
     def queue_depth(self) -> int:
         return self.engine.queue_depth() if self.engine else 0
 
+    def stats(self) -> dict[str, float]:
+        if self.engine is None:
+            return {}
+        e = self.engine
+        return {"batches": e.batches_run, "batched_requests": e.rows_run, "largest_batch": e.largest_batch}
+
     def _check_model(self, requested: str) -> None:
         if requested not in self.model_ids:
             raise BackendRequestError(

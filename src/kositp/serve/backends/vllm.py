@@ -199,6 +199,9 @@ class VllmBackend(Backend):
     def ready(self) -> bool:
         return any(r.healthy for r in self.replicas)
 
+    def stats(self) -> dict[str, float]:
+        return {"healthy_replicas": sum(r.healthy for r in self.replicas), "replicas": len(self.replicas)}
+
     # ------------------------------------------------------------------ requests
 
     def _pick(self, tried: set[str]) -> Replica | None:
