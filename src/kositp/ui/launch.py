@@ -86,6 +86,23 @@ def prepare_app_root(root: Path) -> Path:
     return root
 
 
+ROOT_PREFIX = "kositp-ui-root-"
+PID_FILE = "kositp-ui.pid"
+
+
+def _remove_stale_roots() -> None:
+    """Remove runtime folders of pages that died without cleaning up (a SIGTERM during an open
+    websocket session can end the process before `finally` runs): those whose process is gone."""
+    for folder in Path(tempfile.gettempdir()).glob(ROOT_PREFIX + "*"):
+        try:
+            pid = int((folder / PID_FILE).read_text(encoding="utf-8"))
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            shutil.rmtree(folder, ignore_errors=True)
+        except (OSError, ValueError):
+            continue  # not ours to judge (unreadable, another user's, or being created right now)
+
+
 def _exit_on_sigterm(signum, frame) -> None:
     raise SystemExit(0)
 
@@ -95,7 +112,9 @@ def run_ui(cfg: UIConfig) -> None:
     read_api_key(cfg.api_key_file)  # a bad key file is a one-line error now, not a broken page later
     if "chainlit.config" in sys.modules:
         raise KositpError("Chainlit was imported before `kositp ui` could set its app folder; run it in a fresh process")
-    root = Path(tempfile.mkdtemp(prefix="kositp-ui-"))
+    _remove_stale_roots()
+    root = Path(tempfile.mkdtemp(prefix=ROOT_PREFIX))
+    (root / PID_FILE).write_text(str(os.getpid()), encoding="utf-8")
     # uvicorn shuts down gracefully on SIGTERM and then re-raises it; the default action would kill
     # the process before `finally` removes the runtime folder, so turn it into a normal exit.
     previous = signal.signal(signal.SIGTERM, _exit_on_sigterm)
