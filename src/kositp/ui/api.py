@@ -77,7 +77,7 @@ def korean_error(exc: BaseException, cfg: UIConfig) -> ApiFailure:
         )
     if isinstance(exc, openai.APIConnectionError):
         return ApiFailure(
-            f"API 서버({cfg.api})에 연결할 수 없습니다. `kositp serve`가 실행 중인지, 주소와 포트가 맞는지 "
+            f"API 서버(`{cfg.api}`)에 연결할 수 없습니다. `kositp serve`가 실행 중인지, 주소와 포트가 맞는지 "
             "확인한 뒤 다시 보내 주세요."
         )
     if isinstance(exc, openai.APIStatusError):
