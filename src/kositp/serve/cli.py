@@ -63,6 +63,9 @@ def serve_command(
 
         if not Path(resolve_model_path(cfg.model)).is_dir():
             raise KositpError(f"model '{cfg.model}' is not a directory or an alias (tiny, tiny:SEED, default)")
+    if cfg.backend == "vllm" and not cfg.vllm.upstream and not Path(cfg.vllm.python).is_file():
+        raise KositpError(f"vLLM environment not found at {cfg.vllm.python}; run `make vllm-env` "
+                          "or set KOSITP_VLLM_PYTHON (or pass --upstream URL)")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     from kositp.serve.server import run
 
