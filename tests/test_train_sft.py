@@ -213,3 +213,21 @@ def test_sigkill_mid_training_then_resume_reaches_planned_step(tmp_path, tiny_mo
     steps = [json.loads(line)["step"] for line in (run / "metrics.jsonl").read_text().splitlines()
              if '"loss"' in line and '"split": "train"' in line]
     assert steps == list(range(1, 61))  # each step logged once, no gap and no repeat across the kill
+
+
+def test_full_fine_tuning_writes_a_model_directory(tmp_path, tiny_model_dir):
+    from transformers import AutoModelForCausalLM
+
+    from kositp.chat import CHAT_FORMAT_FILE
+    from kositp.train.sft import train_sft
+
+    run = train_sft(_tiny_cfg(tmp_path / "run", adapter_type="full", max_steps=2, save_steps=2, eval_steps=100,
+                              learning_rate=1e-3))
+    record = json.loads((run / "run.json").read_text())
+    assert record["model"] == "model" and record["adapter"] is None
+    model_dir = run / "model"
+    assert (model_dir / CHAT_FORMAT_FILE).is_file() and (model_dir / "tokenizer.json").is_file()
+    tuned = AutoModelForCausalLM.from_pretrained(model_dir)
+    base = AutoModelForCausalLM.from_pretrained(record["base_model_path"])
+    changed = [n for n, p in tuned.state_dict().items() if not (p == base.state_dict()[n]).all()]
+    assert changed  # every weight is trainable in full fine-tuning
