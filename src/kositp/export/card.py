@@ -62,7 +62,7 @@ def render_card(record: dict, run: Path, export_info: dict, extra_reports: list[
     lines = ["---", yaml.safe_dump({k: v for k, v in front.items() if v}, allow_unicode=True).strip(), "---", "",
              f"# {export_info['name']}", "",
              f"Exported by kositp from the run `{run.name}`: {record.get('kind')} / {record.get('method')} on "
-             f"`{base}`, merged into the {'16-bit ' if record.get('adapter') else ''}base and saved as "
+             f"`{base}`, {'LoRA merged into the unquantized base (never a 4-bit copy), ' if record.get('adapter') else ''}saved as "
              f"{export_info['dtype']} safetensors.", ""]
     if base == "default":
         lines += ["The base is google/gemma-3-270m (dequantized from Q4_K_M GGUF); the Gemma Terms of Use apply.", ""]
@@ -103,6 +103,7 @@ def render_card(record: dict, run: Path, export_info: dict, extra_reports: list[
     if vcheck:
         same = sum(r["identical"] for r in vcheck["prompts"])
         lines += [f"- vLLM greedy output vs transformers: {same}/{len(vcheck['prompts'])} prompts token-identical."]
-    lines += ["", "## Use", "", "```bash", f"kositp serve --model {export_info['name']} --backend transformers",
-              f"kositp serve --model {export_info['name']} --backend vllm", "```", ""]
+    lines += ["", "## Use", "", "```bash", f"kositp serve --model ./{export_info['name']} --backend transformers",
+              f"kositp serve --model ./{export_info['name']} --backend vllm   # needs `make vllm-env`",
+              f"vllm serve ./{export_info['name']}   # plain vLLM reads the same template and stop ids", "```", ""]
     return "\n".join(lines)

@@ -99,6 +99,10 @@ class ServeConfig(Config):
     batch_wait_ms: float = Field(
         5.0, ge=0, description="transformers backend: how long to wait for more requests to join a batch."
     )
+    flush_denormal: bool = Field(
+        True, description="transformers backend: flush denormal floats to zero (much faster on x86 CPUs; "
+        "changes results only below 1e-38)."
+    )
     log_prompts: bool = Field(False, description="Log prompts and outputs (off: only sizes and timings are logged).")
     drain_timeout_s: float = Field(30.0, ge=0, description="On SIGTERM, how long in-flight requests may finish.")
     vllm: VllmConfig = Field(default_factory=VllmConfig, description="vLLM backend settings.")

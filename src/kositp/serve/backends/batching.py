@@ -116,7 +116,9 @@ def _sample(logits, rows: list[_Row]):
 class BatchingEngine:
     """Owns the model on one worker thread and decodes queued jobs in dynamic batches."""
 
-    def __init__(self, model, tokenizer, eot_ids: list[int], max_batch_size: int = 8, batch_wait_ms: float = 5.0):
+    def __init__(self, model, tokenizer, eot_ids: list[int], max_batch_size: int = 8, batch_wait_ms: float = 5.0,
+                 flush_denormal: bool = True):
+        self.flush_denormal = flush_denormal
         self.model = model
         self.tokenizer = tokenizer
         self.eot_ids = set(eot_ids)
@@ -161,6 +163,12 @@ class BatchingEngine:
         return [j for j in batch if not j.cancelled.is_set()]
 
     def _worker(self) -> None:
+        if self.flush_denormal:
+            import torch
+
+            # Denormal floats are very slow on x86; the dequantized default model produces many
+            # (a forward pass measured 2.7x faster with them flushed to zero).
+            torch.set_flush_denormal(True)
         while True:
             job = self._queue.get()
             if job is None:
@@ -192,8 +200,11 @@ class BatchingEngine:
         cache = None
         with torch.inference_mode():
             while True:
+                # logits_to_keep=1: only the last position's logits are needed; with a 262k vocabulary
+                # (Gemma 3) the full prefill logits would cost more than the rest of the model.
                 out = self.model(
-                    input_ids=ids, attention_mask=mask, position_ids=positions, past_key_values=cache, use_cache=True
+                    input_ids=ids, attention_mask=mask, position_ids=positions, past_key_values=cache, use_cache=True,
+                    logits_to_keep=1,
                 )
                 cache = out.past_key_values
                 next_tokens = _sample(out.logits[:, -1, :], rows)

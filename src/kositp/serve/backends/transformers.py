@@ -59,7 +59,8 @@ class TransformersBackend(Backend):
         model, tokenizer, eot = await asyncio.to_thread(load_for_serving, self.cfg.model, self.cfg.dtype)
         self.tokenizer = tokenizer
         self.context_length = int(getattr(model.config, "max_position_embeddings", 2048) or 2048)
-        self.engine = BatchingEngine(model, tokenizer, eot, self.cfg.max_batch_size, self.cfg.batch_wait_ms)
+        self.engine = BatchingEngine(model, tokenizer, eot, self.cfg.max_batch_size, self.cfg.batch_wait_ms,
+                                     self.cfg.flush_denormal)
         self.engine.start()
 
     async def stop(self) -> None:
