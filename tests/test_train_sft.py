@@ -177,6 +177,7 @@ def test_bad_input_is_one_clear_line(tmp_path, tiny_model_dir, case, monkeypatch
     assert len(lines) == 1 and lines[0].startswith("error:") and expect in lines[0], stderr
 
 
+@pytest.mark.slow
 def test_sigkill_mid_training_then_resume_reaches_planned_step(tmp_path, tiny_model_dir):
     run = tmp_path / "run"
     args = ["train", "sft", "--config", str(REPO / "configs/sft/tiny.yaml"), "--data", str(SFT_DATA),
