@@ -232,3 +232,26 @@ def test_full_fine_tuning_writes_a_model_directory(tmp_path, tiny_model_dir):
     base = AutoModelForCausalLM.from_pretrained(record["base_model_path"])
     changed = [n for n, p in tuned.state_dict().items() if not (p == base.state_dict()[n]).all()]
     assert changed  # every weight is trainable in full fine-tuning
+
+
+@pytest.mark.slow
+def test_gemma_mask_keeps_end_of_turn_and_drops_the_model_header(tmp_path, default_model_dir):
+    """On gemma-3-270m (Gemma template, system folded into the first user turn) the loss covers the reply and
+    <end_of_turn> only."""
+    from kositp.train.sft import build_sft_trainer
+
+    data = tmp_path / "one.jsonl"
+    data.write_text(json.dumps({"messages": [
+        {"role": "system", "content": "짧게 답하세요."},
+        {"role": "user", "content": "대한민국의 수도는?"},
+        {"role": "assistant", "content": "서울입니다."},
+    ]}, ensure_ascii=False) + "\n", encoding="utf-8")
+    cfg = _tiny_cfg(tmp_path / "run", model="default", chat_format="auto", data=str(data), max_steps=1)
+    trainer, loaded, _ = build_sft_trainer(cfg, tmp_path / "run")
+    assert loaded.chat_format.name == "gemma"
+    tok = loaded.tokenizer
+    labels = trainer.data_collator([trainer.train_dataset[0]])["labels"][0].tolist()
+    kept = [t for t in labels if t != -100]
+    assert kept[-1] == tok.convert_tokens_to_ids("<end_of_turn>") == 106
+    assert tok.decode(kept) == "서울입니다.<end_of_turn>"
+    assert tok.pad_token_id not in (tok.eos_token_id, 106)
