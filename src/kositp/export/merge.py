@@ -84,10 +84,9 @@ def load_reference(info: RunInfo, tokenizer):
                           f"{str(exc).splitlines()[0]}") from None
 
 
-def merged_copy(reference):
-    """A merged plain model from the reference; the reference itself stays usable for comparison."""
-    import copy
-
+def merge_in_place(reference):
+    """The plain merged model (W + scale * B @ A in every adapted layer). Consumes the reference, so
+    only one copy of the weights is ever in memory; take reference logits first."""
     if not hasattr(reference, "merge_and_unload"):
-        return copy.deepcopy(reference)
-    return copy.deepcopy(reference).merge_and_unload()
+        return reference
+    return reference.merge_and_unload()

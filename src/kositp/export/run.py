@@ -11,7 +11,7 @@ from pathlib import Path
 
 from kositp.errors import KositpError
 from kositp.export.config import ExportConfig
-from kositp.export.merge import DTYPES, load_reference, load_run_tokenizer, merged_copy, read_run
+from kositp.export.merge import DTYPES, load_reference, load_run_tokenizer, merge_in_place, read_run
 
 log = logging.getLogger("kositp.export")
 EXPORT_FILE = "kositp_export.json"
@@ -45,8 +45,12 @@ def export(cfg: ExportConfig, progress=None) -> dict:
     reference = load_reference(info, tokenizer)
     reference.eval()
 
+    prompt_ids = verify.encode_prompts(tokenizer, cfg.check_prompts)
+    ref_logits = verify.reference_logits(reference, prompt_ids)
+
     _say(progress, "merging the adapter into the base")
-    merged = merged_copy(reference)
+    merged = merge_in_place(reference)
+    del reference
     merged = merged.to(getattr(torch, DTYPES[cfg.dtype]))
     merged.config.eos_token_id = eot
     merged.config.pad_token_id = tokenizer.pad_token_id
@@ -68,11 +72,9 @@ def export(cfg: ExportConfig, progress=None) -> dict:
         del merged
 
         _say(progress, "checking logits of the export against base+adapter")
-        prompt_ids = verify.encode_prompts(tokenizer, cfg.check_prompts)
         exported = load_model(str(tmp), dtype=DTYPES[cfg.dtype])
         exported.eval()
-        logits_check = verify.compare_logits(reference, exported, prompt_ids, cfg.dtype, cfg.logits_atol)
-        del reference
+        logits_check = verify.compare_logits(ref_logits, exported, prompt_ids, cfg.dtype, cfg.logits_atol)
 
         vllm_check = None
         if cfg.check_vllm:
