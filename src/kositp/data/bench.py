@@ -18,11 +18,9 @@ from __future__ import annotations
 
 import json
 import os
-import resource
 import statistics
 import subprocess
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -74,33 +72,8 @@ def ensure_mrc_file(directory: Path, size_mb: float) -> tuple[Path, int, bool]:
     return path, qas, True
 
 
-def _rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
-
-
-def _read_child(path: str, mode: str = "reader") -> None:
-    """Run in a fresh interpreter: read `path` once and print one JSON line of measurements."""
-    import ijson
-
-    from kositp.data.schema import Document
-    from kositp.data.sources.aihub_mrc import read_mrc
-
-    rss_start = _rss_mb()
-    wall, cpu = time.perf_counter(), time.process_time()
-    if mode == "parse":
-        with open(path, "rb") as fh:
-            qas = sum(len(p.get("qas") or ()) for item in ijson.items(fh, "data.item", use_float=True)
-                      for p in item.get("paragraphs") or ())
-    else:
-        qas = sum(len(p.qas) for d in read_mrc(path, "bench") if isinstance(d, Document) for p in d.passages)
-    seconds, cpu_seconds = time.perf_counter() - wall, time.process_time() - cpu
-    print(json.dumps({"mode": mode, "qa_records": qas, "seconds": round(seconds, 4),
-                      "cpu_seconds": round(cpu_seconds, 4), "peak_rss_mb": round(_rss_mb(), 1),
-                      "rss_before_read_mb": round(rss_start, 1), "ijson_backend": ijson.backend}))
-
-
 def _run_child(path: Path, mode: str) -> dict:
-    code = f"from kositp.data.bench import _read_child; _read_child({str(path)!r}, {mode!r})"
+    code = f"from kositp.data.bench_reader import read_child; read_child({str(path)!r}, {mode!r})"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
     if proc.returncode != 0:
