@@ -95,21 +95,29 @@ class _Row:
 
 
 def _sample(logits, rows: list[_Row]):
-    """Next token for each row: greedy at temperature 0, else temperature + nucleus sampling."""
+    """Next token for each row: greedy at temperature 0, else temperature + nucleus sampling.
+
+    Sampling uses the exponential race (argmax of p / E with E ~ Exp(1), drawn from the row's own
+    seeded generator), which picks token i with probability p_i like multinomial does but is several
+    times faster over a 262k vocabulary. Softmax runs once for all sampled rows.
+    """
     import torch
 
     tokens = torch.argmax(logits, dim=-1)
-    for i, row in enumerate(rows):
-        spec = row.job.spec
-        if row.done or spec.temperature == 0.0:
-            continue
-        probs = torch.softmax(logits[i].float() / spec.temperature, dim=-1)
-        if spec.top_p < 1.0:
-            sorted_probs, order = torch.sort(probs, descending=True)
-            keep = torch.cumsum(sorted_probs, dim=-1) - sorted_probs < spec.top_p  # always keeps the top token
-            sorted_probs = sorted_probs * keep
-            probs = torch.zeros_like(probs).scatter(0, order, sorted_probs)
-        tokens[i] = torch.multinomial(probs, 1, generator=row.rng)[0]
+    sampled = [i for i, row in enumerate(rows) if not row.done and row.job.spec.temperature > 0.0]
+    if not sampled:
+        return tokens
+    temps = torch.tensor([rows[i].job.spec.temperature for i in sampled], dtype=torch.float32)
+    probs = torch.softmax(logits[sampled].float() / temps[:, None], dim=-1)
+    for k, i in enumerate(sampled):
+        p = probs[k]
+        top_p = rows[i].job.spec.top_p
+        if top_p < 1.0:
+            sorted_probs, order = torch.sort(p, descending=True)
+            keep = torch.cumsum(sorted_probs, dim=-1) - sorted_probs < top_p  # always keeps the top token
+            p = torch.zeros_like(p).scatter(0, order, sorted_probs * keep)
+        race = torch.empty_like(p).exponential_(generator=rows[i].rng)
+        tokens[i] = torch.argmax(p / race)
     return tokens
 
 
