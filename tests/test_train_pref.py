@@ -114,3 +114,31 @@ def test_pref_cli_errors(tmp_path, tiny_model_dir, bad, monkeypatch, capsys):
         main()
     err = capsys.readouterr().err.strip().splitlines()
     assert exited.value.code == 2 and len(err) == 1 and expect in err[0], err
+
+
+def test_pairs_from_the_sft_runs_own_answers_then_dpo_on_them(tmp_path, sft_run):
+    """The loop the issue describes: the SFT model answers, its wrong answers become rejected replies, DPO follows."""
+    from kositp.train.pairs import build_pairs
+    from kositp.train.pref import train_pref
+
+    card = build_pairs(FIXTURES / "sft", tmp_path / "pairs", model=str(sft_run), splits=("train",),
+                       max_records=8, max_new_tokens=6, progress=False)
+    info = card["splits"]["train"]
+    assert info["pairs"] == 8 and sum(info["rejected_from"].values()) == 8
+    assert info["rejected_from"].get("model", 0) > 0
+    run = train_pref(_cfg(tmp_path / "dpo", model=None, sft_run=str(sft_run), data=str(tmp_path / "pairs"),
+                          max_steps=2, save_steps=2))
+    assert json.loads((run / "run.json").read_text())["final_step"] == 2
+
+
+def test_pref_reads_the_preference_file_of_a_data_build_directory(tmp_path, tiny_model_dir):
+    from kositp.train.pref import train_pref
+
+    build = tmp_path / "build"
+    build.mkdir()
+    (build / "train.jsonl").write_text((FIXTURES / "sft" / "train.jsonl").read_text(encoding="utf-8"),
+                                       encoding="utf-8")
+    (build / "preference.jsonl").write_text((FIXTURES / "pref" / "train.jsonl").read_text(encoding="utf-8"),
+                                            encoding="utf-8")
+    run = train_pref(_cfg(tmp_path / "dpo", model="tiny", data=str(build), max_steps=1, save_steps=1))
+    assert json.loads((run / "summary.json").read_text())["train_records"] == 24

@@ -123,16 +123,12 @@ def _generate(model_name: str, prompts: list[list[dict]], max_new_tokens: int, b
     """Greedy answers with the model's chat format; returns (text, finished) per prompt."""
     import torch
 
-    from kositp.chat import apply_chat_format, end_of_turn_ids, resolve_chat_format
-    from kositp.models import load_model, load_tokenizer
+    from kositp.eval.loading import load_for_eval
 
-    tokenizer = load_tokenizer(model_name)
-    fmt = apply_chat_format(tokenizer, resolve_chat_format(tokenizer))
-    model = load_model(model_name).eval()
-    if len(tokenizer) > model.get_input_embeddings().weight.shape[0]:
-        model.resize_token_embeddings(len(tokenizer))
-    eot = end_of_turn_ids(tokenizer, fmt)
-    tokenizer.padding_side = "left"
+    # The same loader evaluation uses: aliases, model directories and training RUN directories
+    # (base + adapter), with the chat format the model was trained with.
+    loaded = load_for_eval(model_name)
+    model, tokenizer, eot = loaded.model, loaded.tokenizer, loaded.stop_ids
     results = []
     for start in range(0, len(prompts), batch_size):
         batch = prompts[start:start + batch_size]
@@ -254,7 +250,8 @@ def pairs_command(
     data: Path = typer.Option(..., "--data", help="`kositp data build` output directory (or one .jsonl file)."),
     out: Path = typer.Option(..., "--out", help="Directory to write train.jsonl / validation.jsonl pairs to."),
     model: str | None = typer.Option(None, "--model", help="Model whose own wrong answers become the rejected "
-                                     "replies (tiny, default, a directory). Without it, only rule-based negatives."),
+                                     "replies (tiny, default, a model directory or a training RUN directory). "
+                                     "Without it, only rule-based negatives."),
     max_records: int | None = typer.Option(None, "--max-records", min=1, help="Use the first N records per split."),
     max_new_tokens: int = typer.Option(64, "--max-new-tokens", min=1, max=4096, help="Answer length limit."),
     batch_size: int = typer.Option(8, "--batch-size", min=1, max=512, help="Prompts generated together."),
