@@ -180,3 +180,21 @@ def test_build_pairs_uses_the_models_wrong_answers(tmp_path, tiny_model_dir):
     assert card["splits"]["train"]["rejected_from"] == {"model": 6}
     first = json.loads((tmp_path / "pairs" / "train.jsonl").read_text().splitlines()[0])
     assert first["rejected_from"] == "model" and first["rejected"][0]["content"] != first["chosen"][0]["content"]
+
+
+def test_run_directory_guard(tmp_path):
+    from kositp.train.common import prepare_run_dir
+
+    out = tmp_path / "run"
+    assert prepare_run_dir(out, resume=False, overwrite=False) is None
+    (out / "metrics.jsonl").write_text('{"step": 1}\n')
+    (out / "checkpoints" / "checkpoint-3").mkdir(parents=True)
+    (out / "notes.txt").write_text("mine")
+    with pytest.raises(KositpError, match="not empty"):
+        prepare_run_dir(out, resume=False, overwrite=False)
+    with pytest.raises(KositpError, match="no checkpoint-N"):  # checkpoint-3 lacks trainer_state.json
+        prepare_run_dir(out, resume=True, overwrite=False)
+    (out / "checkpoints" / "checkpoint-3" / "trainer_state.json").write_text("{}")
+    assert prepare_run_dir(out, resume=True, overwrite=False).endswith("checkpoint-3")
+    assert prepare_run_dir(out, resume=False, overwrite=True) is None
+    assert sorted(p.name for p in out.iterdir()) == ["notes.txt"]  # old metrics and checkpoints are gone

@@ -106,11 +106,29 @@ def prepare_run_dir(out: Path, resume: bool, overwrite: bool) -> str | None:
         if latest is None:
             raise KositpError(f"resume=true but {ckpt_root} holds no checkpoint-N directory to resume from")
         return str(latest)
-    if out.exists() and any(out.iterdir()) and not overwrite:
-        raise KositpError(f"run directory {out} is not empty; pass resume=true to continue it or overwrite=true "
-                          "to start again there")
+    if out.exists() and any(out.iterdir()):
+        if not overwrite:
+            raise KositpError(f"run directory {out} is not empty; pass resume=true to continue it or "
+                              "overwrite=true to start again there")
+        _clear_run_artifacts(out)
     out.mkdir(parents=True, exist_ok=True)
     return None
+
+
+# What a run writes; overwrite=true removes exactly these (never unrelated files a user keeps there).
+RUN_ARTIFACTS = (RUN_FILE, "summary.json", "config.yaml", "metrics.jsonl", "loss.png", "tb", "ranks",
+                 CHECKPOINT_DIR, ADAPTER_DIR, MODEL_DIR)
+
+
+def _clear_run_artifacts(out: Path) -> None:
+    import shutil
+
+    for name in RUN_ARTIFACTS:
+        path = out / name
+        if path.is_dir():
+            shutil.rmtree(path)
+        elif path.exists():
+            path.unlink()
 
 
 def latest_checkpoint(ckpt_root: Path) -> Path | None:
