@@ -198,3 +198,15 @@ def test_run_directory_guard(tmp_path):
     assert prepare_run_dir(out, resume=True, overwrite=False).endswith("checkpoint-3")
     assert prepare_run_dir(out, resume=False, overwrite=True) is None
     assert sorted(p.name for p in out.iterdir()) == ["notes.txt"]  # old metrics and checkpoints are gone
+
+
+def test_trainer_args_pass_through_and_typos_are_named():
+    from trl import SFTConfig as TRLSFTConfig
+
+    from kositp.train.common import build_trl_args
+
+    base = {"output_dir": "unused", "use_cpu": True, "report_to": "none"}
+    args = build_trl_args(TRLSFTConfig, base, {"neftune_noise_alpha": 5.0})
+    assert args.neftune_noise_alpha == 5.0
+    with pytest.raises(KositpError, match="did you mean 'neftune_noise_alpha'"):
+        build_trl_args(TRLSFTConfig, base, {"neftune_alpha": 5.0})

@@ -210,7 +210,11 @@ def build_trl_args(config_cls, base: dict[str, Any], extra: dict[str, Any]):
     valid = {f.name for f in dataclasses.fields(config_cls)}
     unknown = sorted(set(extra) - valid)
     if unknown:
-        raise KositpError(f"unknown trainer_args key(s) for {config_cls.__name__}: {', '.join(unknown)}")
+        import difflib
+
+        hint = difflib.get_close_matches(unknown[0], sorted(valid), n=1, cutoff=0.6)
+        suffix = f"; did you mean '{hint[0]}'?" if hint else ""
+        raise KositpError(f"unknown trainer_args key(s) for {config_cls.__name__}: {', '.join(unknown)}{suffix}")
     try:
         return config_cls(**(base | extra))
     except (ValueError, TypeError) as exc:
