@@ -12,7 +12,19 @@ import time
 
 
 def _rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
+    """Peak RSS of this process in MB.
+
+    Linux keeps `ru_maxrss` across fork+exec, so a child started by a big parent would report the
+    parent's peak; `VmHWM` in /proc/self/status belongs to this process's own address space.
+    """
+    try:
+        with open("/proc/self/status", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024  # kB
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
 
 
 def read_child(path: str, mode: str = "reader") -> None:
