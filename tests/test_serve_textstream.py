@@ -60,3 +60,17 @@ def test_reply_cut_inside_a_character_drops_the_incomplete_bytes(tokenizer):
     decoder = IncrementalDecoder(tokenizer)
     pieces = [decoder.push(i) for i in ids[:-1]]  # max_tokens reached before the last byte
     assert "".join(pieces) + decoder.flush() == ""
+
+
+def test_sse_event_is_one_line_for_any_text():
+    import json
+
+    from kositp.serve.schemas import sse_event
+
+    text = "줄\u2028바꿈\u2029문단\x85다음\n개행\r복귀\x0b\x0c\x1c\x1d\x1e끝"
+    raw = sse_event({"choices": [{"delta": {"content": text}}]}).decode("utf-8")
+    assert raw.endswith("\n\n")
+    lines = raw[:-2].splitlines()  # the strictest splitter any client uses
+    assert len(lines) == 1 and lines[0].startswith("data: ")
+    assert json.loads(lines[0][len("data: "):])["choices"][0]["delta"]["content"] == text
+    assert "줄" in raw  # Hangul stays readable, not \uXXXX

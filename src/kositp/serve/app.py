@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import time
 from collections.abc import AsyncIterator
@@ -263,8 +262,7 @@ def create_app(cfg: ServeConfig, backend: Backend | None = None) -> FastAPI:
         if cfg.log_prompts:
             log.info("finished: %s", fin)
 
-    def sse(obj) -> bytes:
-        return f"data: {json.dumps(obj, ensure_ascii=False)}\n\n".encode()
+    sse = schemas.sse_event
 
     async def stream_body(events: AsyncIterator, chunk_of, finish_chunk, usage_obj: str, include_usage: bool,
                           rid: str, model: str, created: int, release) -> AsyncIterator[bytes]:

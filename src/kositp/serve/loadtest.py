@@ -47,7 +47,11 @@ async def _one(client: httpx.AsyncClient, url: str, model: str, i: int, max_toke
                     if line == "data: [DONE]":
                         done = True
                         break
-                    chunk = json.loads(line[6:])
+                    try:
+                        chunk = json.loads(line[6:])
+                    except ValueError:
+                        return {"ok": False, "status": "bad SSE line", "latency": time.perf_counter() - start,
+                                "stream": stream}
                     if chunk.get("usage"):
                         tokens = chunk["usage"]["completion_tokens"]
                     if first is None and any((c.get("delta") or {}).get("content") for c in chunk["choices"]):

@@ -7,6 +7,7 @@ OpenAI clients commonly send with neutral values (n=1, penalties 0, logprobs fal
 
 from __future__ import annotations
 
+import json
 import time
 import uuid
 from typing import Annotated, Any, Literal
@@ -175,6 +176,19 @@ def usage_chunk(rid: str, model: str, created: int, obj: str, prompt_tokens: int
         "choices": [],
         "usage": usage(prompt_tokens, completion_tokens),
     }
+
+
+# Characters that str.splitlines() (and so some SSE clients, e.g. httpx's aiter_lines) treat as line
+# breaks but JSON leaves raw: escaped so one event is always one line. Hangul stays readable UTF-8.
+_LINE_BREAKERS = {"\u2028": "\\u2028", "\u2029": "\\u2029", "\x85": "\\u0085"}
+
+
+def sse_event(obj) -> bytes:
+    """One Server-Sent Event carrying `obj` as JSON on a single line."""
+    text = json.dumps(obj, ensure_ascii=False)
+    for raw, escaped in _LINE_BREAKERS.items():
+        text = text.replace(raw, escaped)
+    return f"data: {text}\n\n".encode()
 
 
 def error_body(message: str, type_: str = "invalid_request_error", param: str | None = None, code: str | None = None):
