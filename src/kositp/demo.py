@@ -153,7 +153,7 @@ def build_stages(cfg: DemoConfig) -> list[Stage]:
     from kositp.eval.run import EvalConfig, evaluate
     from kositp.export.config import ExportConfig
     from kositp.export.run import export
-    from kositp.train.pairs import PairsConfig, build_pairs
+    from kositp.train.pairs import build_pairs
     from kositp.train.pref import PrefConfig, train_pref
     from kositp.train.sft import SFTConfig, train_sft
 
@@ -168,7 +168,8 @@ def build_stages(cfg: DemoConfig) -> list[Stage]:
     sft_cfg = load_config(SFTConfig, recipes["sft"], [f"model={model}"])
     sft_cfg.data = str(out / "data")
     sft_cfg.out = str(out / "sft")
-    pairs_cfg = PairsConfig(model=str(out / "sft"), data=str(out / "data"), out=str(out / "pairs"))
+    pairs_args = {"data": str(out / "data"), "out": str(out / "pairs"), "model": str(out / "sft"),
+                  "max_records": 64 if cfg.quick else 256, "max_new_tokens": 32 if cfg.quick else 96}
     pref_cfg = load_config(PrefConfig, recipes["pref"])
     pref_cfg.sft_run = str(out / "sft")
     pref_cfg.data = str(out / "pairs")
@@ -187,7 +188,7 @@ def build_stages(cfg: DemoConfig) -> list[Stage]:
         return _run_summary(folder)
 
     def run_pairs(folder: Path) -> dict:
-        return build_pairs(pairs_cfg)
+        return build_pairs(**pairs_args)
 
     def run_pref(folder: Path) -> dict:
         train_pref(pref_cfg)
@@ -212,7 +213,7 @@ def build_stages(cfg: DemoConfig) -> list[Stage]:
         Stage("sft", f"Fine-tune {model} with LoRA (SFT)", {"recipe": sft_cfg.model_dump(mode="json")}, run_sft,
               ["data"]),
         Stage("pairs", "Build task-grounded preference pairs from the SFT model's own mistakes",
-              {"recipe": pairs_cfg.model_dump(mode="json")}, run_pairs, ["data", "sft"]),
+              pairs_args, run_pairs, ["data", "sft"]),
         Stage("dpo", "Align the SFT model with DPO", {"recipe": pref_cfg.model_dump(mode="json")}, run_pref,
               ["sft", "pairs"]),
         eval_stage("base", f"Evaluate the base model ({', '.join(suites)})", model, ["data"]),
