@@ -39,8 +39,12 @@ def _with_served_model(case, use_served: bool):
     return case
 
 
-@pytest.mark.parametrize("mode", [GenerationMode.POSITIVE, GenerationMode.NEGATIVE])
-@pytest.mark.parametrize("operation", OPERATIONS)
+# Negative cases need something to violate: the GET endpoints take no parameters or body.
+CASES = [(op, GenerationMode.POSITIVE) for op in OPERATIONS] + [
+    (op, GenerationMode.NEGATIVE) for op in OPERATIONS if op.startswith("POST")]
+
+
+@pytest.mark.parametrize(("operation", "mode"), CASES)
 def test_generated_requests_never_get_a_server_error(api_url, operation, mode):
     op = _operation(api_url, operation)
     seen: dict[int, int] = {}
@@ -57,12 +61,7 @@ def test_generated_requests_never_get_a_server_error(api_url, operation, mode):
             err = response.json()["error"]
             assert err["message"] and err["type"]
 
-    try:
-        check()
-    except Exception as exc:
-        if "Unsatisfiable" in type(exc).__name__ or "negative" in str(exc).lower():
-            pytest.skip(f"schemathesis cannot generate {mode} cases for {operation}")
-        raise
+    check()
     print(operation, mode, "status counts:", seen)
     if operation.startswith("POST") and mode == GenerationMode.POSITIVE:
         assert seen.get(200, 0) > 0, f"no generated request reached the model: {seen}"
