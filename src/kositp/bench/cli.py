@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import typer
 
+from kositp.bench.train import bench_train
 from kositp.data.bench import bench_data
 
 bench_app = typer.Typer(help="Measure speed and memory against baselines.", no_args_is_help=True)
 
 bench_app.command("data")(bench_data)
+bench_app.command("train")(bench_train)

@@ -1,0 +1,448 @@
+"""`kositp bench train`: plain TRL SFT against kositp's SFT, same model, data, steps, seed and loss mask.
+
+Both variants train the same LoRA adapter (the recipe's rank, alpha, dropout, targets) on the same
+records in the same order with the same chat template (kositp's, with `{% generation %}` markers,
+so the loss is on assistant tokens only), the same optimiser and schedule:
+
+- `baseline`: `trl.SFTTrainer` as it comes -- padded batches, fp32, the model's own forward and loss
+  (logits over the whole vocabulary at every position, padding included). TRL 1.15's default fused
+  LM head needs its Triton kernel, which the CPU torch wheel lacks (the trainer fails on its first
+  step there), so the baseline takes the loss the model's own forward returns -- what
+  `transformers.Trainer` and TRL before the fused head did.
+- `kositp`: exactly what `kositp train sft` builds (`build_sft_trainer`) from the recipe
+  (`configs/sft/demo.yaml` by default): padding-free batches, bf16 autocast where the CPU has it,
+  logits only at loss-bearing positions.
+- `trl-fused` (optional): TRL's own defaults with kositp's PyTorch kernel in TRL's Triton slot
+  (padded, fp32, fused head): separates what the fused head gives from padding-free and bf16.
+
+Every run is a fresh subprocess (so its peak RSS is its own), variants alternate to spread the
+noise of a shared machine, and the figures are medians over runs. Each child also records a
+checksum of the label ids that carry loss, in order: equal checksums prove both sides trained on
+the same tokens with the same mask.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from kositp.errors import KositpError
+
+VARIANTS = ("baseline", "kositp", "trl-fused")
+DEFAULT_RECIPE = Path(__file__).resolve().parents[3] / "configs" / "sft" / "demo.yaml"
+GOAL_TOKENS_RATIO = 2.0
+GOAL_MEMORY_RATIO = 0.6
+LOSS_TOLERANCE = 0.03  # relative; bf16 autocast against fp32 moves the loss by well under this
+
+
+# ---------------------------------------------------------------------------------------------- child
+
+
+class _RecordingCollator:
+    """Wraps the trainer's collator: counts non-pad tokens and hashes the loss-bearing label ids per batch."""
+
+    def __init__(self, inner):
+        self.inner = inner
+        self.batches: list[dict[str, Any]] = []
+
+    def __call__(self, features):
+        batch = self.inner(features)
+        labels = batch["labels"]
+        kept = labels[labels != -100]
+        if "attention_mask" in batch:
+            tokens = int(batch["attention_mask"].sum())
+        else:  # padding-free: one row, no padding
+            tokens = int(batch["input_ids"].numel())
+        self.batches.append({
+            "tokens": tokens,
+            "positions": int(batch["input_ids"].numel()),
+            "loss_tokens": int(kept.numel()),
+            "label_ids": kept.tolist(),
+        })
+        return batch
+
+
+def _step_timer():
+    from transformers import TrainerCallback
+
+    class StepTimer(TrainerCallback):
+        def __init__(self):
+            self.times: list[float] = []
+            self.cpu_times: list[float] = []
+            self.losses: list[float] = []
+            self._t0 = self._c0 = 0.0
+
+        def on_step_begin(self, args, state, control, **kwargs):
+            self._t0, self._c0 = time.perf_counter(), time.process_time()
+
+        def on_step_end(self, args, state, control, **kwargs):
+            self.times.append(time.perf_counter() - self._t0)
+            self.cpu_times.append(time.process_time() - self._c0)
+
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            if logs and "loss" in logs:
+                self.losses.append(float(logs["loss"]))
+
+    return StepTimer()
+
+
+def _rss_mb() -> float:
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
+
+
+def _kositp_config(spec: dict[str, Any], out: Path):
+    from kositp.config import load_config
+    from kositp.train.sft import SFTConfig
+
+    overrides = [
+        f"model={spec['model']}", f"data={spec['data']}", f"out={out}", f"max_steps={spec['steps']}",
+        f"per_device_train_batch_size={spec['batch_size']}", "gradient_accumulation_steps=1",
+        f"max_train_samples={spec['steps'] * spec['batch_size']}", f"seed={spec['seed']}",
+        "logging_steps=1", "progress=false", f"save_steps={spec['steps'] + 1}", "eval_steps=null",
+        "max_eval_samples=1", "overwrite=true",
+    ]
+    return load_config(SFTConfig, Path(spec["recipe"]), overrides + list(spec.get("overrides", [])))
+
+
+def _build_baseline(spec: dict[str, Any], cfg, out: Path, callbacks: list, fused: bool):
+    """Plain TRL: same model, LoRA, chat template, rows, optimiser and schedule; TRL's defaults for the rest."""
+    from datasets import Dataset
+    from trl import SFTConfig as TRLSFTConfig
+    from trl import SFTTrainer
+
+    from kositp.models import load_model
+    from kositp.train.modeling import _align_model_with_tokenizer, lora_config, prepare_tokenizer
+    from kositp.train.sft import _length_filter, load_sft_rows
+
+    tokenizer, fmt, added = prepare_tokenizer(cfg.model, cfg.chat_format)
+    model = load_model(cfg.model, "float32")
+    _align_model_with_tokenizer(model, tokenizer, fmt, added)
+    rows, _ = load_sft_rows(cfg)
+    rows, _ = _length_filter(rows, tokenizer, cfg.max_length)  # the same records kositp keeps
+    args = TRLSFTConfig(
+        output_dir=str(out / "checkpoints"), max_steps=cfg.max_steps,
+        per_device_train_batch_size=cfg.per_device_train_batch_size, gradient_accumulation_steps=1,
+        learning_rate=cfg.learning_rate, lr_scheduler_type=cfg.lr_scheduler_type, warmup_steps=cfg.warmup_steps,
+        weight_decay=cfg.weight_decay, max_grad_norm=cfg.max_grad_norm, optim=cfg.optim,
+        seed=cfg.seed, data_seed=cfg.seed, assistant_only_loss=True, padding_free=False, bf16=False,
+        use_cpu=True, logging_steps=1, save_strategy="no", report_to="none", disable_tqdm=True,
+        dataloader_num_workers=0, dataset_num_proc=None,
+    )
+    if fused:
+        from kositp.train import cpu_logprob
+
+        cpu_logprob.install()
+        trainer_cls = SFTTrainer
+    else:
+        trainer_cls = _full_logits_trainer_class()
+    trainer = trainer_cls(model=model, args=args, train_dataset=Dataset.from_list(rows), processing_class=tokenizer,
+                          peft_config=lora_config(cfg, added), callbacks=callbacks)
+    return trainer
+
+
+def _full_logits_trainer_class():  # built lazily so the parent process never imports TRL
+    from transformers import Trainer
+    from trl import SFTTrainer
+
+    class FullLogitsSFTTrainer(SFTTrainer):
+        """SFTTrainer whose loss is the model's own (full logits, transformers' ForCausalLMLoss)."""
+
+        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+            inputs["use_cache"] = False
+            return Trainer.compute_loss(self, model, inputs, return_outputs, num_items_in_batch)
+
+    return FullLogitsSFTTrainer
+
+
+def run_child(spec: dict[str, Any]) -> dict[str, Any]:
+    """One measured training run in this process; returns its figures (the parent writes them down)."""
+    import torch
+
+    torch.set_num_threads(spec["threads"])
+    torch.manual_seed(spec["seed"])
+    rss_start = _rss_mb()
+    with tempfile.TemporaryDirectory(prefix="kositp-bench-train-") as tmp:
+        out = Path(tmp) / "run"
+        cfg = _kositp_config(spec, out)
+        timer = _step_timer()
+        if spec["variant"] == "kositp":
+            from kositp.train.sft import build_sft_trainer
+
+            out.mkdir(parents=True)
+            trainer, _, _ = build_sft_trainer(cfg, out, [timer])
+        else:
+            trainer = _build_baseline(spec, cfg, out, [timer], fused=spec["variant"] == "trl-fused")
+        recorder = _RecordingCollator(trainer.data_collator)
+        trainer.data_collator = recorder
+        rss_loaded = _rss_mb()
+        started = time.perf_counter()
+        result = trainer.train()
+        wall = time.perf_counter() - started
+        bf16 = bool(trainer.args.bf16)
+    steps = len(timer.times)
+    if steps != spec["steps"] or len(recorder.batches) < steps:
+        raise RuntimeError(f"expected {spec['steps']} steps, timed {steps} with {len(recorder.batches)} batches")
+    batches = recorder.batches[:steps]
+    # The first step pays one-off costs (allocator growth, lazy init); leave it out when there are others.
+    skip = 1 if steps > 1 else 0
+    timed = timer.times[skip:]
+    tokens = sum(b["tokens"] for b in batches[skip:])
+    digest = hashlib.sha256(json.dumps([b["label_ids"] for b in batches]).encode()).hexdigest()
+    return {
+        "variant": spec["variant"],
+        "bf16": bf16,
+        "threads": torch.get_num_threads(),
+        "steps": steps,
+        "tokens_per_s": tokens / sum(timed),
+        "step_time_s": statistics.median(timed),
+        "step_times_s": timer.times,
+        # CPU seconds of all this process's threads: on a shared machine, what the work itself cost
+        "tokens_per_cpu_s": tokens / sum(timer.cpu_times[skip:]),
+        "step_cpu_s": statistics.median(timer.cpu_times[skip:]),
+        "wall_s": wall,
+        "non_pad_tokens": sum(b["tokens"] for b in batches),
+        "positions": sum(b["positions"] for b in batches),
+        "loss_tokens": sum(b["loss_tokens"] for b in batches),
+        "mask_sha256": digest,
+        "losses": timer.losses,
+        "final_loss": timer.losses[-1] if timer.losses else None,
+        "train_loss": float(result.training_loss),
+        "rss_start_mb": rss_start,
+        "rss_loaded_mb": rss_loaded,
+        "peak_rss_mb": _rss_mb(),
+        "peak_vram_mb": torch.cuda.max_memory_allocated() / 2**20 if torch.cuda.is_available() else None,
+    }
+
+
+# --------------------------------------------------------------------------------------------- parent
+
+
+def _machine() -> dict[str, Any]:
+    import torch
+
+    cpu = platform.processor()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {"cpu": cpu, "cores": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),
+            "torch": torch.__version__, "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None}
+
+
+def _load() -> list[float]:
+    try:
+        return [round(x, 2) for x in os.getloadavg()]
+    except OSError:
+        return []
+
+
+def _spawn(spec: dict[str, Any], workdir: Path, index: int) -> dict[str, Any]:
+    spec_path = workdir / f"spec-{index}-{spec['variant']}.json"
+    result_path = spec_path.with_name(spec_path.name.replace("spec-", "result-"))
+    spec_path.write_text(json.dumps(spec))
+    env = os.environ | {"OMP_NUM_THREADS": str(spec["threads"]), "TOKENIZERS_PARALLELISM": "false",
+                        "HF_HUB_OFFLINE": "1"}
+    proc = subprocess.run([sys.executable, "-m", "kositp.bench.train", str(spec_path), str(result_path)],
+                          env=env, capture_output=True, text=True)
+    if proc.returncode != 0 or not result_path.is_file():
+        tail = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["no output"]
+        raise KositpError(f"bench train: {spec['variant']} run {index} failed (exit {proc.returncode}): {tail[0]}")
+    return json.loads(result_path.read_text())
+
+
+def _median(runs: list[dict], key: str) -> float | None:
+    values = [r[key] for r in runs if r.get(key) is not None]
+    return statistics.median(values) if values else None
+
+
+def summarize(runs: list[dict[str, Any]], variants: list[str]) -> dict[str, Any]:
+    per: dict[str, dict[str, Any]] = {}
+    for v in variants:
+        mine = [r for r in runs if r["variant"] == v]
+        per[v] = {
+            "runs": len(mine),
+            "tokens_per_s": _median(mine, "tokens_per_s"),
+            "step_time_s": _median(mine, "step_time_s"),
+            "tokens_per_cpu_s": _median(mine, "tokens_per_cpu_s"),
+            "step_cpu_s": _median(mine, "step_cpu_s"),
+            "peak_rss_mb": _median(mine, "peak_rss_mb"),
+            "rss_loaded_mb": _median(mine, "rss_loaded_mb"),
+            "peak_vram_mb": _median(mine, "peak_vram_mb"),
+            "final_loss": _median(mine, "final_loss"),
+            "train_loss": _median(mine, "train_loss"),
+            "non_pad_tokens": mine[0]["non_pad_tokens"],
+            "positions": mine[0]["positions"],
+            "loss_tokens": mine[0]["loss_tokens"],
+            "mask_sha256": sorted({r["mask_sha256"] for r in mine}),
+            "bf16": mine[0]["bf16"],
+            "losses_first_run": mine[0]["losses"],
+        }
+    base, ours = per.get("baseline"), per.get("kositp")
+    comparison: dict[str, Any] = {}
+    if base and ours:
+        mem_key = "peak_vram_mb" if ours["peak_vram_mb"] is not None else "peak_rss_mb"
+        comparison = {
+            "tokens_per_s_ratio": ours["tokens_per_s"] / base["tokens_per_s"],
+            "tokens_per_cpu_s_ratio": ours["tokens_per_cpu_s"] / base["tokens_per_cpu_s"],
+            "step_time_ratio": ours["step_time_s"] / base["step_time_s"],
+            "memory_metric": mem_key,
+            "memory_ratio": ours[mem_key] / base[mem_key],
+            "final_loss_rel_diff": abs(ours["final_loss"] - base["final_loss"]) / abs(base["final_loss"]),
+            "train_loss_rel_diff": abs(ours["train_loss"] - base["train_loss"]) / abs(base["train_loss"]),
+            "loss_tolerance": LOSS_TOLERANCE,
+            "masks_match": len(set(base["mask_sha256"]) | set(ours["mask_sha256"])) == 1,
+            "loss_tokens_match": base["loss_tokens"] == ours["loss_tokens"],
+        }
+        comparison["losses_agree"] = comparison["train_loss_rel_diff"] <= LOSS_TOLERANCE
+        comparison["goal"] = {"tokens_per_s_ratio": GOAL_TOKENS_RATIO, "memory_ratio": GOAL_MEMORY_RATIO}
+        comparison["goal_met"] = (comparison["tokens_per_s_ratio"] >= GOAL_TOKENS_RATIO
+                                  and comparison["memory_ratio"] <= GOAL_MEMORY_RATIO)
+    return {"variants": per, "comparison": comparison}
+
+
+def _fmt(x, digits=2):
+    return "—" if x is None else f"{x:,.{digits}f}"
+
+
+def render_markdown(report: dict[str, Any]) -> str:
+    s, cmp_, m = report["settings"], report["summary"]["comparison"], report["machine"]
+    lines = [
+        "# kositp bench train",
+        "",
+        f"`{report['command']}`",
+        "",
+        f"Model `{s['model']}`, {s['steps']} steps × batch {s['batch_size']}, seed {s['seed']}, "
+        f"{s['runs']} run(s) per variant (medians), {s['threads']} thread(s), recipe `{s['recipe']}`.",
+        f"Machine: {m['cpu']}, {m['cores']} cores, torch {m['torch']}; load average before "
+        f"{report['load_before']}, after {report['load_after']}.",
+        "",
+        "| variant | bf16 | non-pad tokens/s | tokens/CPU-s | step time (s) | step CPU (s) | peak RSS (MB) "
+        "| RSS after load (MB) | final loss | mean loss | loss tokens | positions |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for name, v in report["summary"]["variants"].items():
+        lines.append(
+            f"| {name} | {v['bf16']} | {_fmt(v['tokens_per_s'], 1)} | {_fmt(v['tokens_per_cpu_s'], 1)} | "
+            f"{_fmt(v['step_time_s'], 3)} | {_fmt(v['step_cpu_s'], 3)} | "
+            f"{_fmt(v['peak_rss_mb'], 0)} | {_fmt(v['rss_loaded_mb'], 0)} | {_fmt(v['final_loss'], 4)} | "
+            f"{_fmt(v['train_loss'], 4)} | {v['loss_tokens']} | {v['positions']} |")
+    if cmp_:
+        lines += [
+            "",
+            f"- tokens/s ratio (kositp / baseline): **{cmp_['tokens_per_s_ratio']:.2f}×** "
+            f"(goal ≥ {GOAL_TOKENS_RATIO}×)",
+            f"- tokens per CPU-second ratio: {cmp_['tokens_per_cpu_s_ratio']:.2f}× (less sensitive to other load)",
+            f"- step time ratio: {cmp_['step_time_ratio']:.2f}×",
+            f"- memory ratio ({cmp_['memory_metric']}): **{cmp_['memory_ratio']:.2f}×** (goal ≤ {GOAL_MEMORY_RATIO}×)",
+            f"- loss: final-step relative difference {cmp_['final_loss_rel_diff']:.2%}, mean-loss relative "
+            f"difference {cmp_['train_loss_rel_diff']:.2%} (tolerance {LOSS_TOLERANCE:.0%}): "
+            f"{'agree' if cmp_['losses_agree'] else 'DO NOT agree'}",
+            f"- loss masks: {'identical' if cmp_['masks_match'] else 'DIFFERENT'} "
+            f"(sha256 of the loss-bearing label ids in order)",
+        ]
+    return "\n".join(lines) + "\n"
+
+
+def bench_train(
+    out: Path = typer.Option(..., "--out", help="Directory for bench_train.json and bench_train.md."),
+    model: str = typer.Option("default", "--model", help="Base model (`default` = gemma-3-270m, `tiny`, a path)."),
+    data: Path | None = typer.Option(None, "--data", help="Training data (a `kositp data build` directory); "
+                                     "default: the demo corpus built into OUT/data with the model's tokenizer."),
+    recipe: Path = typer.Option(DEFAULT_RECIPE, "--recipe", help="kositp SFT recipe the kositp side runs."),
+    steps: int = typer.Option(8, "--steps", min=1, max=10_000, help="Optimizer steps per run."),
+    batch_size: int = typer.Option(4, "--batch-size", min=1, max=1024, help="Sequences per step (both sides)."),
+    runs: int = typer.Option(3, "--runs", min=1, max=100, help="Runs per variant; medians are reported."),
+    seed: int = typer.Option(42, "--seed", help="Seed for the adapter init, data order and dropout."),
+    threads: int = typer.Option(0, "--threads", min=0, help="torch/OpenMP threads per run (0 = all cores)."),
+    variants: str = typer.Option("baseline,kositp", "--variants",
+                                 help=f"Comma-separated, alternated each round: {', '.join(VARIANTS)}."),
+    quick: bool = typer.Option(False, "--quick", help="Smoke run: tiny model, 2 steps, 1 run per variant."),
+) -> None:
+    """Train the same LoRA SFT with plain TRL and with kositp; report tokens/s, step time, peak memory, losses."""
+    from rich.console import Console
+    from rich.progress import Progress
+
+    console = Console(stderr=True)
+    if quick:
+        model, steps, runs, recipe = "tiny", 2, 1, DEFAULT_RECIPE.with_name("tiny.yaml")
+    chosen = [v.strip() for v in variants.split(",") if v.strip()]
+    unknown = sorted(set(chosen) - set(VARIANTS))
+    if unknown or not chosen:
+        raise KositpError(f"unknown variant(s) {', '.join(unknown) or '(none)'}; choose from {', '.join(VARIANTS)}")
+    if not recipe.is_file():
+        raise KositpError(f"recipe not found: {recipe}")
+    out.mkdir(parents=True, exist_ok=True)
+    data = data or _ensure_demo_data(out / "data", model, console)
+    threads = threads or os.cpu_count() or 1
+    spec_base = {"model": model, "data": str(data), "recipe": str(recipe), "steps": steps, "batch_size": batch_size,
+                 "seed": seed, "threads": threads}
+    _check_enough_rows(data, steps * batch_size)
+    workdir = out / "runs"
+    workdir.mkdir(exist_ok=True)
+    load_before = _load()
+    results = []
+    order = [(i, chosen if i % 2 == 0 else chosen[::-1]) for i in range(runs)]
+    with Progress(console=console, transient=True) as progress:
+        task = progress.add_task("bench train", total=runs * len(chosen))
+        for i, names in order:
+            for name in names:
+                progress.update(task, description=f"run {i + 1}/{runs}: {name}")
+                results.append(_spawn(spec_base | {"variant": name}, workdir, i))
+                progress.advance(task)
+    report = {
+        "command": "kositp bench train " + " ".join(sys.argv[3:]) if sys.argv[1:3] == ["bench", "train"] else
+        f"kositp bench train --out {out}",
+        "settings": spec_base | {"runs": runs, "variants": chosen},
+        "machine": _machine(),
+        "load_before": load_before,
+        "load_after": _load(),
+        "runs": results,
+        "summary": summarize(results, chosen),
+    }
+    (out / "bench_train.json").write_text(json.dumps(report, ensure_ascii=False, indent=2), encoding="utf-8")
+    (out / "bench_train.md").write_text(render_markdown(report), encoding="utf-8")
+    console.print(render_markdown(report))
+    console.print(f"wrote {out / 'bench_train.json'} and {out / 'bench_train.md'}")
+
+
+def _ensure_demo_data(target: Path, model: str, console) -> Path:
+    if (target / "train.jsonl").is_file():
+        return target
+    from kositp.config import load_config
+    from kositp.data.build import BuildConfig, build
+
+    recipe = DEFAULT_RECIPE.parents[1] / "data" / "demo.yaml"
+    console.print(f"building the demo corpus into {target} (tokenizer {model})")
+    build(load_config(BuildConfig, recipe, [f"tokenizer={model}"]), target)
+    return target
+
+
+def _check_enough_rows(data: Path, needed: int) -> None:
+    train = data / "train.jsonl" if data.is_dir() else data
+    if not train.is_file():
+        raise KositpError(f"no training data at {train}")
+    with open(train, encoding="utf-8") as fh:
+        have = sum(1 for line in fh if line.strip())
+    if have < needed:
+        raise KositpError(f"{train} has {have} records; steps × batch size needs {needed}")
+
+
+if __name__ == "__main__":  # the measured child: python -m kositp.bench.train SPEC.json RESULT.json
+    _spec = json.loads(Path(sys.argv[1]).read_text())
+    Path(sys.argv[2]).write_text(json.dumps(run_child(_spec)))
