@@ -328,7 +328,9 @@ def render_markdown(report: dict[str, Any]) -> str:
         f"`{report['command']}`",
         "",
         f"Model `{s['model']}`, {s['steps']} steps × batch {s['batch_size']}, seed {s['seed']}, "
-        f"{s['runs']} run(s) per variant (medians), {s['threads']} thread(s), recipe `{s['recipe']}`.",
+        f"{s['runs']} run(s) per variant (medians), {s['threads']} thread(s), recipe `{s['recipe']}`"
+        + (f" with {' '.join(s['overrides'])}" if s.get("overrides") else "") + ". The first step of each run "
+        "is left out of the speed figures (one-off start-up costs).",
         f"Machine: {m['cpu']}, {m['cores']} cores, torch {m['torch']}; load average before "
         f"{report['load_before']}, after {report['load_after']}.",
         "",
@@ -372,6 +374,8 @@ def bench_train(
     threads: int = typer.Option(0, "--threads", min=0, help="torch/OpenMP threads per run (0 = all cores)."),
     variants: str = typer.Option("baseline,kositp", "--variants",
                                  help=f"Comma-separated, alternated each round: {', '.join(VARIANTS)}."),
+    kositp_set: list[str] = typer.Option([], "--set", help="key=value override of the kositp recipe only "
+                                         "(repeatable), e.g. --set fast_lm_head=false to measure one lever."),
     quick: bool = typer.Option(False, "--quick", help="Smoke run: tiny model, 2 steps, 1 run per variant."),
 ) -> None:
     """Train the same LoRA SFT with plain TRL and with kositp; report tokens/s, step time, peak memory, losses."""
@@ -391,8 +395,9 @@ def bench_train(
     data = data or _ensure_demo_data(out / "data", model, console)
     threads = threads or os.cpu_count() or 1
     spec_base = {"model": model, "data": str(data), "recipe": str(recipe), "steps": steps, "batch_size": batch_size,
-                 "seed": seed, "threads": threads}
+                 "seed": seed, "threads": threads, "overrides": list(kositp_set)}
     _check_enough_rows(data, steps * batch_size)
+    _kositp_config(spec_base, out / "runs" / "check")  # a bad --set or recipe fails here, in one line
     workdir = out / "runs"
     workdir.mkdir(exist_ok=True)
     load_before = _load()

@@ -34,6 +34,10 @@ class SFTConfig(TrainConfig):
                           "attention stays within each sample via position ids.")
     assistant_only_loss: bool = Field(True, description="Loss only on assistant replies (and their end-of-turn "
                                       "token); false trains on the whole conversation.")
+    fast_lm_head: bool = Field(True, description="Without Triton (CPU): compute the loss with kositp's LM-head "
+                               "kernel (logits only at loss-bearing tokens, bf16 matmuls under bf16, hand-written "
+                               "backward; kositp/train/fast_lm_head.py) instead of the checkpointed fallback. Same "
+                               "loss and gradients; no effect where TRL's Triton kernel runs.")
 
 
 def _length_filter(rows: list[dict[str, Any]], tokenizer, max_length: int | None) -> tuple[list[dict], int]:
@@ -67,10 +71,11 @@ def build_sft_trainer(cfg: SFTConfig, out: Path, callbacks: list | None = None, 
     from trl import SFTConfig as TRLSFTConfig
     from trl import SFTTrainer
 
-    from kositp.train import cpu_logprob
+    from kositp.train import cpu_logprob, fast_lm_head
     from kositp.train.modeling import load_for_training
 
     cpu_logprob.install()
+    fast_lm_head.install() if cfg.fast_lm_head else fast_lm_head.uninstall()
     loaded = load_for_training(cfg, cfg.max_length)
     train_rows, dropped_train = _length_filter(train_rows, loaded.tokenizer, cfg.max_length)
     eval_rows, dropped_eval = _length_filter(eval_rows, loaded.tokenizer, cfg.max_length)

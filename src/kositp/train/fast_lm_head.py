@@ -1,0 +1,197 @@
+"""A faster CPU LM head for TRL's fused log-probability slot: one autograd Function, hand-written backward.
+
+TRL 1.15 projects only the positions whose label is kept and asks a kernel for per-token
+log-probabilities (plus entropy and top-1 for its metrics). The CPU wheel has no Triton kernel, so
+`cpu_logprob.ChunkedLogProb` fills the slot with plain ops under activation checkpointing. That is
+correct but, for Gemma's 262k vocabulary, most of its time goes into ~20 element-wise passes over
+the `[tokens, vocab]` logits (fp32 upcast, scaling, logsumexp, entropy, argmax, then all of them
+again in the recompute, then autograd's backward of each) rather than into the three matmuls.
+
+`LabelLogProb` keeps the three matmuls (forward, recompute, input gradient) and cuts the passes:
+
+- forward, per token chunk: `z = h @ W^T` in the autocast dtype (bf16 on CPUs with AVX512-BF16),
+  logsumexp, the target logit, `softmax . z` for the entropy and argmax; only per-token vectors are
+  kept, never the logits;
+- backward, per chunk: recompute `z`, `p = exp(z - log_z)` in place, `dz = g * (p - onehot)` in
+  place, then `dh = dz @ W` (and `dW = dz^T @ h` only when the head is trained, e.g. full fine-tuning).
+
+The bf16 copy of a frozen head (LoRA: the tied embedding never changes) is made once and reused,
+instead of autocast re-casting the 262k x 640 matrix for every chunk of every step.
+
+Gradients are exact for `log_probs` and `entropy` (dH/dz = p * (sum(p z) - z)); the other outputs
+are metrics and returned detached, as in `cpu_logprob`. `tests/test_fast_lm_head.py` checks loss,
+entropy and gradients against the full-logits computation.
+"""
+
+from __future__ import annotations
+
+import torch
+
+# Tokens per chunk: 256 x 262k fp32 logits is ~270 MB; large enough that the matmul stays efficient.
+TOKEN_CHUNK = 256
+
+_frozen_cast: dict[tuple, torch.Tensor] = {}
+
+
+def _compute_weight(weight: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """`weight` in the compute dtype; a frozen weight's copy is cached (keyed on storage and version)."""
+    if weight.dtype == dtype:
+        return weight
+    if weight.requires_grad:
+        return weight.detach().to(dtype)
+    key = (weight.data_ptr(), weight._version, tuple(weight.shape), dtype)
+    cached = _frozen_cast.get(key)
+    if cached is None:
+        _frozen_cast.clear()  # one head at a time; a new version replaces the old copy
+        cached = _frozen_cast[key] = weight.detach().to(dtype)
+    return cached
+
+
+def _logits(h, w, bias, scale, softcap, temperature):
+    """fp32 logits of one chunk with the model's scale, softcap and temperature applied (in place)."""
+    z = (h @ w.t()).float()
+    if bias is not None:
+        z += bias.float()
+    if scale != 1.0:
+        z *= scale
+    if softcap is not None:
+        z /= softcap
+        z.tanh_()
+        z *= softcap
+    if temperature != 1.0:
+        z /= temperature
+    return z
+
+
+class LabelLogProb(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, hidden, weight, bias, targets, temperature, softcap, scale, flags, dtype):
+        want_entropy, want_sq, want_mean = flags
+        n = hidden.shape[0]
+        w = _compute_weight(weight, dtype)
+        h_all = hidden.to(dtype)
+        logprobs = hidden.new_empty(n, dtype=torch.float32)
+        log_z = torch.empty_like(logprobs)
+        entropy = torch.zeros_like(logprobs)
+        sq = torch.zeros_like(logprobs)
+        mean = torch.zeros_like(logprobs)
+        top1 = torch.empty(n, dtype=torch.bool, device=hidden.device)
+        for s in range(0, n, TOKEN_CHUNK):
+            e = min(s + TOKEN_CHUNK, n)
+            z = _logits(h_all[s:e], w, bias, scale, softcap, temperature)
+            t = targets[s:e]
+            lz = torch.logsumexp(z, dim=-1)
+            log_z[s:e] = lz
+            logprobs[s:e] = z.gather(1, t.unsqueeze(1)).squeeze(1) - lz
+            top1[s:e] = z.argmax(-1) == t
+            if want_mean:
+                mean[s:e] = z.mean(-1)
+            if want_entropy or want_sq:
+                z -= lz.unsqueeze(1)  # log p, in place
+                if want_sq:
+                    sq[s:e] = torch.logsumexp(2 * z, dim=-1)
+                if want_entropy:
+                    entropy[s:e] = -torch.linalg.vecdot(torch.exp(z), z)
+        ctx.save_for_backward(hidden, weight, bias, targets, log_z, entropy)
+        ctx.params = (temperature, softcap, scale, dtype)
+        ctx.mark_non_differentiable(sq, mean, top1)
+        ctx.set_materialize_grads(False)
+        return logprobs, entropy, sq, mean, top1
+
+    @staticmethod
+    def backward(ctx, g_logprobs, g_entropy, _g_sq, _g_mean, _g_top1):
+        hidden, weight, bias, targets, log_z, entropy = ctx.saved_tensors
+        temperature, softcap, scale, dtype = ctx.params
+        need_h, need_w, need_b = ctx.needs_input_grad[0], ctx.needs_input_grad[1], ctx.needs_input_grad[2]
+        if g_logprobs is None and g_entropy is None:
+            return (None,) * 9
+        w = _compute_weight(weight, dtype)
+        h_all = hidden.to(dtype)
+        n = hidden.shape[0]
+        grad_h = torch.empty_like(hidden) if need_h else None
+        grad_w = torch.zeros(weight.shape, dtype=torch.float32, device=weight.device) if need_w else None
+        grad_b = torch.zeros(weight.shape[0], dtype=torch.float32, device=weight.device) if need_b else None
+        for s in range(0, n, TOKEN_CHUNK):
+            e = min(s + TOKEN_CHUNK, n)
+            z = _logits(h_all[s:e], w, bias, scale, softcap, temperature)
+            capped = z.clone() if softcap is not None else None
+            z -= log_z[s:e].unsqueeze(1)  # log p
+            dz = torch.exp(z) if g_entropy is not None else z.exp_()  # p
+            # d logprob / dz = onehot - p;  d entropy / dz = -p * (log p + H)
+            # so dz = -p * coef + g_logprobs * onehot, coef = g_entropy * (log p + H) + g_logprobs
+            if g_entropy is not None:
+                coef = z.add_(entropy[s:e].unsqueeze(1)).mul_(g_entropy[s:e].unsqueeze(1))
+                if g_logprobs is not None:
+                    coef += g_logprobs[s:e].unsqueeze(1)
+                dz.mul_(coef).neg_()
+            else:
+                dz.mul_(-g_logprobs[s:e].unsqueeze(1))
+            if g_logprobs is not None:
+                dz.scatter_add_(1, targets[s:e].unsqueeze(1), g_logprobs[s:e].unsqueeze(1))
+            # back through temperature, softcap and scale
+            if temperature != 1.0:
+                dz /= temperature
+            if softcap is not None:
+                capped *= temperature / softcap  # tanh(x / softcap)
+                dz *= 1 - capped.square_()
+            if scale != 1.0:
+                dz *= scale
+            if need_b:
+                grad_b += dz.sum(0)
+            dz_c = dz.to(dtype)
+            if need_h:
+                grad_h[s:e] = (dz_c @ w).to(hidden.dtype)
+            if need_w:
+                grad_w += (dz_c.t() @ h_all[s:e]).float()
+        return (grad_h, None if grad_w is None else grad_w.to(weight.dtype),
+                None if grad_b is None else grad_b.to(bias.dtype), None, None, None, None, None, None)
+
+
+class FastLabelLogProb:
+    """Drop-in for `trl.kernels.ChunkedLogProbFunction` (TRL calls it only through `.apply`)."""
+
+    @staticmethod
+    def apply(hidden, weight, bias, targets, temperature, chunk_size, final_logit_softcapping=None,
+              logit_scale=1.0, outputs=("entropy", "log_sum_sq_probs", "mean_logits", "is_top1")):
+        del chunk_size  # tokens are tiled here, not the vocabulary
+        flags = ("entropy" in outputs, "log_sum_sq_probs" in outputs, "mean_logits" in outputs)
+        if torch.is_autocast_enabled(hidden.device.type):
+            dtype = torch.get_autocast_dtype(hidden.device.type)
+        else:
+            dtype = hidden.dtype
+        logprobs, entropy, sq, mean, top1 = LabelLogProb.apply(
+            hidden, weight, bias, targets, float(temperature), final_logit_softcapping, float(logit_scale),
+            flags, dtype)
+        return (
+            logprobs,
+            entropy if flags[0] else None,
+            sq if flags[1] else None,
+            mean if flags[2] else None,
+            top1 if "is_top1" in outputs else None,
+        )
+
+
+def install() -> bool:
+    """Put `FastLabelLogProb` in TRL's kernel slot when Triton's kernel is absent (or the slower CPU one is there).
+
+    Returns True when the fast head is in use. On CUDA with Triton, TRL's own kernel stays.
+    """
+    import trl.trainer.utils as trl_utils
+
+    from kositp.train.cpu_logprob import ChunkedLogProb
+
+    current = getattr(trl_utils, "_ChunkedLogProbFunction", None)
+    if current is None or current is ChunkedLogProb:
+        trl_utils._ChunkedLogProbFunction = FastLabelLogProb
+        return True
+    return current is FastLabelLogProb
+
+
+def uninstall() -> None:
+    """Back to `cpu_logprob.ChunkedLogProb` if this process installed the fast head earlier (`fast_lm_head: false`)."""
+    import trl.trainer.utils as trl_utils
+
+    from kositp.train.cpu_logprob import ChunkedLogProb
+
+    if getattr(trl_utils, "_ChunkedLogProbFunction", None) is FastLabelLogProb:
+        trl_utils._ChunkedLogProbFunction = ChunkedLogProb
