@@ -149,7 +149,8 @@ def load_chat_format(directory: str | Path, tokenizer) -> ChatFormat:
         record = json.loads(path.read_text(encoding="utf-8"))
         return ChatFormat(
             record["name"], record["template"], tuple(record["end_of_turn"]), tuple(record["markers"]),
-            tuple(record.get("special_tokens", ())),
+            # Records written before `special_tokens` existed: a known family's tokens are implied.
+            tuple(record.get("special_tokens") or getattr(FORMATS.get(record["name"]), "special_tokens", ())),
         )
     return resolve_chat_format(tokenizer)
 

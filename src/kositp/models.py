@@ -28,6 +28,8 @@ DEFAULT_GGUF_SHA256 = "a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c0
 MANIFEST_FILE = "kositp_model.json"
 
 TINY_SPECIAL_TOKENS = ["<|endoftext|>", "<|pad|>", "<|im_start|>", "<|im_end|>"]
+# Bump when the tiny model's files change, so cached copies built by older code are rebuilt.
+TINY_MODEL_VERSION = 2
 
 
 def kositp_home() -> Path:
@@ -171,7 +173,7 @@ def build_tiny_model(out: str | Path, seed: int = 0, vocab_size: int = 4096, hea
     model.save_pretrained(tmp)
     tokenizer.save_pretrained(tmp)
     save_chat_format(tokenizer, CHATML, tmp)
-    _write_manifest(tmp, {"kind": "tiny", "seed": seed, "vocab_size": len(tokenizer)})
+    _write_manifest(tmp, {"kind": "tiny", "version": TINY_MODEL_VERSION, "seed": seed, "vocab_size": len(tokenizer)})
     return _publish(tmp, out)
 
 
@@ -187,7 +189,8 @@ def tiny_model_path(seed: int = 0) -> Path:
     """The cached tiny model for `seed`, built on first use."""
     path = kositp_home() / "models" / f"tiny-seed{seed}"
     with _cache_lock(path):
-        if not (path / MANIFEST_FILE).is_file():
+        manifest = path / MANIFEST_FILE
+        if not manifest.is_file() or json.loads(manifest.read_text(encoding="utf-8")).get("version") != TINY_MODEL_VERSION:
             build_tiny_model(path, seed=seed)
     return path
 

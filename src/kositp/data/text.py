@@ -9,7 +9,8 @@ from html.parser import HTMLParser
 from kositp.data.task_names import NO, YES
 
 # A sentence ends at . ? ! (or their full-width forms) followed by space, or at a newline.
-_SENT_END = re.compile(r"(?<=[.?!。？！])\s+|\n+")
+# A period after a digit ("2. 국가는 ...", "제3항 1. ...") numbers a clause; it does not end a sentence.
+_SENT_END = re.compile(r"(?<=[.?!。？！])(?<![0-9]\.)\s+|\n+")
 _WS = re.compile(r"\s+")
 _TAG = re.compile(r"<[^>]+>")
 

@@ -102,6 +102,9 @@ def text_completion(doc: Document, opt: TaskOptions) -> Out:
     yield Example(task, _key(doc, task), {"text": " ".join(window[:cut])}, " ".join(window[cut:]))
 
 
+MIN_BLANK_HANGUL = 5  # the blanked sentence must say something a reader could infer from its neighbours
+
+
 def text_composition(doc: Document, opt: TaskOptions) -> Out:
     task = "text_composition"
     if doc.kind not in PROSE_KINDS or doc.kind == "mrc":
@@ -115,6 +118,9 @@ def text_composition(doc: Document, opt: TaskOptions) -> Out:
     start = (h >> 8) % (len(sentences) - size + 1)
     window = sentences[start: start + size]
     middle = 1 if size == 3 else 1 + (h >> 16) % 2
+    if sum("가" <= ch <= "힣" for ch in window[middle]) < MIN_BLANK_HANGUL:
+        yield _reject(doc, task, "blank_sentence_too_short")  # e.g. a bare clause number: nothing to infer
+        return
     shown = [*window[:middle], BLANK, *window[middle + 1:]]
     yield Example(task, _key(doc, task), {"text": " ".join(shown)}, window[middle])
 
