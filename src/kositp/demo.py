@@ -277,9 +277,14 @@ def serve_until_interrupted(cfg: DemoConfig, console) -> None:
     serve = [sys.executable, "-m", "kositp.cli", "serve", "--model", str(cfg.out / "export"),
              "--backend", "transformers", "--host", cfg.host, "--port", str(cfg.api_port)]
     ui = [sys.executable, "-m", "kositp.cli", "ui", "--api", api, "--host", cfg.host, "--port", str(cfg.ui_port)]
+    from kositp.serve.process import wait_ready
+
     processes = [subprocess.Popen(serve)]
     try:
-        _wait_ready(f"http://{cfg.host}:{cfg.api_port}/ready", processes[0], timeout=300)
+        try:
+            wait_ready(f"http://{cfg.host}:{cfg.api_port}", 300, processes[0])
+        except (RuntimeError, TimeoutError) as exc:
+            raise KositpError(f"the API server did not start: {exc}") from None
         processes.append(subprocess.Popen(ui))
         console.rule("[bold]serving")
         console.print(f"API (OpenAI-compatible): {api}")
@@ -299,19 +304,3 @@ def serve_until_interrupted(cfg: DemoConfig, console) -> None:
                 process.wait(timeout=30)
             except subprocess.TimeoutExpired:
                 process.kill()
-
-
-def _wait_ready(url: str, process: subprocess.Popen, timeout: float) -> None:
-    import httpx
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise KositpError(f"the API server exited with code {process.returncode} before it was ready")
-        try:
-            if httpx.get(url, timeout=2).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(1)
-    raise KositpError(f"the API server was not ready after {timeout:.0f}s ({url})")
