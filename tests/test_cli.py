@@ -38,6 +38,18 @@ def test_errors_are_one_line_without_traceback(tmp_path: Path):
     assert "Traceback" not in result.stderr
 
 
+def test_config_with_unknown_key_exits_with_one_line(tmp_path: Path):
+    recipe = tmp_path / "sft" / "typo.yaml"
+    recipe.parent.mkdir()
+    recipe.write_text("model: tiny\nlearnig_rate: 1.0e-4\n", encoding="utf-8")
+    result = run_cli("config", "check", str(recipe))
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert "unknown config key 'learnig_rate'" in lines[0] and "did you mean 'learning_rate'" in lines[0]
+    assert run_cli("config", "check", str(recipe.parent.parent.parent / "missing.yaml"), "--schema", "sft").returncode == 2
+
+
 class _Demo(Config):
     learning_rate: float = 1e-4
 
