@@ -38,29 +38,39 @@ def wait_ready(url: str, timeout_s: float, proc: subprocess.Popen | None = None,
     raise TimeoutError(f"{url}{path} was not ready within {timeout_s:.0f}s")
 
 
-class ServeProcess:
-    """`python -m kositp.cli serve ARGS --port FREE` on loopback; stopped with SIGTERM on exit."""
+class ChildServer:
+    """`python -m kositp.cli COMMAND ARGS --host 127.0.0.1 --port FREE`, ready when `ready_path` answers 200.
+
+    Output goes to a temporary log file (read with `log()`); SIGTERM on exit, then kill after `stop_timeout_s`.
+    """
+
+    command = ""
+    ready_path = "/ready"
+    log_prefix = "kositp-"
+    stop_timeout_s = 60.0
 
     def __init__(self, args: list[str], port: int | None = None, env: dict[str, str] | None = None,
-                 startup_timeout_s: float = 300.0) -> None:
+                 startup_timeout_s: float = 300.0, cwd: str | None = None) -> None:
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self.args = [sys.executable, "-m", "kositp.cli", "serve", *args, "--host", "127.0.0.1",
+        self.args = [sys.executable, "-m", "kositp.cli", self.command, *args, "--host", "127.0.0.1",
                      "--port", str(self.port)]
         self.env = {**os.environ, **(env or {})}
         self.startup_timeout_s = startup_timeout_s
+        self.cwd = cwd
         self.proc: subprocess.Popen | None = None
-        fd, name = tempfile.mkstemp(prefix="kositp-serve-", suffix=".log")
+        fd, name = tempfile.mkstemp(prefix=self.log_prefix, suffix=".log")
         self._log = os.fdopen(fd, "wb")  # closed in __exit__; the child writes its output here
         self.log_path = Path(name)
 
-    def __enter__(self) -> ServeProcess:
-        self.proc = subprocess.Popen(self.args, stdout=self._log, stderr=subprocess.STDOUT, env=self.env)
+    def __enter__(self):
+        self.proc = subprocess.Popen(self.args, stdout=self._log, stderr=subprocess.STDOUT, env=self.env,
+                                     cwd=self.cwd)
         try:
-            wait_ready(self.url, self.startup_timeout_s, self.proc)
+            wait_ready(self.url, self.startup_timeout_s, self.proc, path=self.ready_path)
         except Exception as exc:
             self.stop()
-            raise RuntimeError(f"{exc}; server log:\n{self.log()[-4000:]}") from None
+            raise RuntimeError(f"{exc}; {self.command} log:\n{self.log()[-4000:]}") from None
         return self
 
     def log(self) -> str:
@@ -70,12 +80,12 @@ class ServeProcess:
         if self.proc is not None and self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
 
-    def stop(self, timeout_s: float = 60.0) -> int | None:
+    def stop(self, timeout_s: float | None = None) -> int | None:
         if self.proc is None:
             return None
         self.terminate()
         try:
-            self.proc.wait(timeout=timeout_s)
+            self.proc.wait(timeout=timeout_s or self.stop_timeout_s)
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait()
@@ -85,3 +95,10 @@ class ServeProcess:
         self.stop()
         self._log.close()
         self.log_path.unlink(missing_ok=True)
+
+
+class ServeProcess(ChildServer):
+    """`kositp serve ARGS` on a free loopback port, ready when /ready answers."""
+
+    command = "serve"
+    log_prefix = "kositp-serve-"
