@@ -31,6 +31,9 @@ CHROMIUM_ARGS = [
 ]
 ASSISTANT = '[data-step-type="assistant_message"]'
 USER = '[data-step-type="user_message"]'
+# The stop test's reply: long (the first turn's 256 tokens + 1,536 fit the tiny model's 2,048), so it is
+# still streaming (several seconds) when the test clicks stop, even on a loaded CI machine.
+LONG_REPLY_TOKENS = 1536
 SYSTEM_PROMPT_DEFAULT = "당신은 친절하고 정확한 한국어 AI 어시스턴트입니다."
 
 if shutil.which(CHROMIUM) is None:
@@ -49,13 +52,15 @@ def key_file(tmp_path_factory):
 @pytest.fixture(scope="module")
 def server(tiny_model_dir, key_file):
     with ServeProcess(["--model", str(tiny_model_dir), "--served-model-name", "tiny-ko",
-                       "--api-key-file", str(key_file), "log_prompts=true"]) as proc:
+                       "--api-key-file", str(key_file), "log_prompts=true",
+                       f"max_tokens_limit={LONG_REPLY_TOKENS}"]) as proc:
         yield proc
 
 
 @pytest.fixture(scope="module")
 def ui(server, key_file):
-    with UIProcess(server.url + "/v1", ["--api-key-file", str(key_file)]) as proc:
+    with UIProcess(server.url + "/v1", ["--api-key-file", str(key_file),
+                                        f"max_tokens_slider_max={LONG_REPLY_TOKENS}"]) as proc:
         yield proc
 
 
@@ -216,10 +221,15 @@ def test_stop_button_cancels_and_new_chat_resets_history(server, ui, open_page):
     # A long reply, stopped as soon as tokens flow.
     page.click("#chat-settings-open-modal")
     page.wait_for_selector("#chat-settings", timeout=20_000)
-    page.locator("#max_tokens").focus()
+    # The focusable thumb is the [role=slider] inside the element Chainlit gives the widget's id.
+    max_tokens = page.locator("#max_tokens [role=slider]")
+    max_tokens.focus()
     page.keyboard.press("End")  # the slider's maximum: a reply far longer than the time to click stop
-    page.locator("#temperature").focus()
+    assert max_tokens.get_attribute("aria-valuenow") == max_tokens.get_attribute("aria-valuemax")
+    temperature = page.locator("#temperature [role=slider]")
+    temperature.focus()
     page.keyboard.press("Home")  # greedy: the same (long) reply on every run
+    assert temperature.get_attribute("aria-valuenow") == "0"
     page.locator("#chat-settings #confirm").click()
     page.wait_for_selector("#chat-settings", state="detached", timeout=20_000)
     frames_before = len(page.stream_frames)
@@ -230,11 +240,16 @@ def test_stop_button_cancels_and_new_chat_resets_history(server, ui, open_page):
         page.wait_for_timeout(20)
     page.locator("#stop-button").click(force=True)
     page.get_by_text("응답 생성을 중지했습니다").wait_for(timeout=30_000)
+    stopped = chat_requests(server)[-1]
+    assert (stopped["max_tokens"], stopped["temperature"]) == (LONG_REPLY_TOKENS, 0.0), "settings reached the request"
     wait_idle(page, 30)
     shot(page, "07_stopped")
     assert page.get_by_text("Task manually stopped").count() == 0
-    metrics = httpx.get(server.url + "/metrics").text
-    assert re.search(r"^kositp_cancelled_total [1-9]", metrics, re.M), "the server saw the request cancelled"
+    # The server notices the closed stream at its next token, a moment after the page shows the note.
+    deadline = time.monotonic() + 30
+    while not re.search(r"^kositp_cancelled_total [1-9]", metrics := httpx.get(server.url + "/metrics").text, re.M):
+        assert time.monotonic() < deadline, f"the server never saw the request cancelled:\n{metrics}"
+        time.sleep(0.2)
 
     # The stopped turn's partial reply is history: the next request carries three turns.
     before = len(chat_requests(server))
