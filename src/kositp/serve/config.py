@@ -95,9 +95,16 @@ class ServeConfig(Config):
         32, ge=1, description="Requests in flight at once; the next one gets 429 with Retry-After."
     )
     retry_after_s: int = Field(1, ge=1, description="Retry-After seconds sent with 429.")
-    max_batch_size: int = Field(8, ge=1, description="transformers backend: most requests decoded together.")
+    max_batch_size: int = Field(
+        16, ge=1, description="transformers backend: most requests decoded together (one running batch)."
+    )
     batch_wait_ms: float = Field(
-        5.0, ge=0, description="transformers backend: how long to wait for more requests to join a batch."
+        5.0, ge=0, description="transformers backend: on an idle engine, how long to wait after the first request "
+        "for others to be prefilled with it."
+    )
+    continuous_batching: bool = Field(
+        True, description="transformers backend: admit waiting requests into the running batch between decode "
+        "steps (off: a batch runs until its last row ends and newcomers form the next one)."
     )
     flush_denormal: bool = Field(
         True, description="transformers backend: flush denormal floats to zero (much faster on x86 CPUs; "

@@ -1,12 +1,23 @@
-"""Dynamic batching for the in-process transformers backend.
+"""Continuous batching for the in-process transformers backend.
 
-One worker thread owns the model. Requests wait in a queue; the worker takes the first one, waits
-up to `batch_wait_ms` for more (at most `max_batch_size`), and decodes them together: one
-left-padded prefill, then one forward pass per step for the whole batch with a shared KV cache.
+One worker thread owns the model and keeps one running batch with a shared KV cache. Between
+decode steps it admits waiting requests into that batch (a left-padded prefill of the newcomers,
+whose cache is then left-padded to the batch's length and concatenated along the batch axis) and
+drops finished rows (their cache rows are removed, and cache columns that no remaining row uses are
+trimmed from the left). So a request that arrives while others are decoding starts at the next
+step instead of waiting for the whole batch to finish, and a finished row stops costing compute.
+When the batch is empty the worker waits up to `batch_wait_ms` after the first request so that
+requests sent together are prefilled together. Every row has explicit position ids, so padding
+never shifts a row's positions.
+
 Each row keeps its own sampling settings (temperature, top_p, its own seeded RNG), its own stop
 conditions and its own incremental decoder, and streams its text to its asyncio queue as soon as
-the text is stable. A cancelled row (client gone) stops counting and the batch ends once every row
-is finished or cancelled. Requests that arrive during a batch form the next one.
+the text is stable. A cancelled row (client gone) is dropped at the next step.
+
+Admission edits the cache tensors directly, which is exact for transformers' `DynamicLayer` and for
+`DynamicSlidingWindowLayer` while it still holds every position (shorter than the window: Gemma 3's
+512). Any other cache layout, or a batch about to outgrow the window, falls back to the safe
+behaviour: newcomers wait until the running batch has finished (batching in waves).
 
 Why not transformers' ContinuousBatchingManager: it exists in 5.17, but its paged-attention
 path is built for GPUs, and per-request seeds, stop strings and cancellation would still have to be
@@ -121,12 +132,67 @@ def _sample(logits, rows: list[_Row]):
     return tokens
 
 
-class BatchingEngine:
-    """Owns the model on one worker thread and decodes queued jobs in dynamic batches."""
+class _RunningBatch:
+    """The rows decoding together, with their shared KV cache, attention mask and next input ids.
 
-    def __init__(self, model, tokenizer, eot_ids: list[int], max_batch_size: int = 8, batch_wait_ms: float = 5.0,
-                 flush_denormal: bool = True):
+    Invariant: `mask` has one column per cached position (1 = a real token of that row), and
+    `next_ids` holds each row's last sampled token, which the next decode step feeds in.
+    """
+
+    def __init__(self, rows: list[_Row], cache, mask, next_ids) -> None:
+        self.rows, self.cache, self.mask, self.next_ids = rows, cache, mask, next_ids
+
+    @property
+    def width(self) -> int:
+        return int(self.mask.shape[1])
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+
+def _cache_layers_editable(cache) -> bool:
+    """True when every layer stores all its positions as plain tensors we can pad, concatenate and trim."""
+    from transformers.cache_utils import DynamicLayer, DynamicSlidingWindowLayer
+
+    for layer in getattr(cache, "layers", None) or [None]:
+        if type(layer) is DynamicLayer:
+            continue
+        if type(layer) is DynamicSlidingWindowLayer and layer.keys.shape[-2] == layer.cumulative_length:
+            continue
+        return False
+    return True
+
+
+def _window_limit(cache) -> int | None:
+    """The most positions a sliding-window layer of this cache holds in full (None: no sliding layer)."""
+    windows = [layer.sliding_window for layer in getattr(cache, "layers", []) if hasattr(layer, "sliding_window")]
+    return min(windows) - 1 if windows else None
+
+
+def _pad_left(t, width: int, dim: int):
+    import torch
+
+    missing = width - t.shape[dim]
+    if missing <= 0:
+        return t
+    shape = list(t.shape)
+    shape[dim] = missing
+    return torch.cat([torch.zeros(shape, dtype=t.dtype, device=t.device), t], dim=dim)
+
+
+def _set_length(layer, keys, values) -> None:
+    layer.keys, layer.values = keys, values
+    if hasattr(layer, "cumulative_length"):  # sliding-window layer: its position count is the stored length
+        layer.cumulative_length = keys.shape[-2]
+
+
+class BatchingEngine:
+    """Owns the model on one worker thread and decodes queued jobs in one continuously refilled batch."""
+
+    def __init__(self, model, tokenizer, eot_ids: list[int], max_batch_size: int = 16, batch_wait_ms: float = 5.0,
+                 flush_denormal: bool = True, continuous: bool = True):
         self.flush_denormal = flush_denormal
+        self.continuous = continuous
         self.model = model
         self.tokenizer = tokenizer
         self.eot_ids = set(eot_ids)
@@ -134,10 +200,15 @@ class BatchingEngine:
         self.max_batch_size = max_batch_size
         self.batch_wait_s = batch_wait_ms / 1000.0
         self._queue: queue.Queue[Job | None] = queue.Queue()
+        self._waiting: list[Job] = []  # taken from the queue but not admitted yet (worker thread only)
+        self._stopping = False
         self._thread: threading.Thread | None = None
-        self.batches_run = 0
+        self.batches_run = 0  # busy periods: a batch starts on an idle engine and runs until its last row ends
         self.rows_run = 0
         self.largest_batch = 0
+        self.prefills = 0
+        self.joined_running = 0  # rows admitted into a batch that was already decoding
+        self.decode_steps = 0
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._worker, name="kositp-batcher", daemon=True)
@@ -150,25 +221,55 @@ class BatchingEngine:
             self._thread = None
 
     def queue_depth(self) -> int:
-        return self._queue.qsize()
+        return self._queue.qsize() + len(self._waiting)
 
     def submit(self, job: Job) -> None:
         self._queue.put(job)
 
-    def _collect(self, first: Job) -> list[Job]:
-        batch = [first]
-        deadline = time.monotonic() + self.batch_wait_s
-        while len(batch) < self.max_batch_size:
+    # ------------------------------------------------------------------ queue
+
+    def _take(self, block: bool, wait_s: float) -> None:
+        """Move jobs from the queue to `_waiting`: blocking for the first if asked, then up to `wait_s` more."""
+        if block:
+            job = self._queue.get()
+            if job is None:
+                self._stopping = True
+                return
+            self._waiting.append(job)
+        deadline = time.monotonic() + wait_s
+        while len(self._waiting) < self.max_batch_size:
             remaining = deadline - time.monotonic()
             try:
-                job = self._queue.get(timeout=max(remaining, 0)) if remaining > 0 else self._queue.get_nowait()
+                job = self._queue.get(timeout=remaining) if remaining > 0 else self._queue.get_nowait()
             except queue.Empty:
-                break
-            if job is None:  # shutdown: put the sentinel back for the outer loop
-                self._queue.put(None)
-                break
-            batch.append(job)
-        return [j for j in batch if not j.cancelled.is_set()]
+                return
+            if job is None:
+                self._stopping = True
+                return
+            self._waiting.append(job)
+
+    def _admissible(self, batch: _RunningBatch | None) -> list[Job]:
+        """Waiting jobs that can join `batch` now (all of them, up to the batch size, when there is none)."""
+        self._waiting = [j for j in self._waiting if not j.cancelled.is_set()]
+        if not self._waiting:
+            return []
+        room = self.max_batch_size - (len(batch) if batch else 0)
+        if batch is None:
+            chosen = self._waiting[:room]
+        elif room <= 0 or not self.continuous or not _cache_layers_editable(batch.cache):
+            return []
+        else:
+            limit = _window_limit(batch.cache)
+            chosen = []
+            for job in self._waiting[:room]:
+                # the merged batch must still fit wholly inside every sliding window
+                if limit is not None and max(batch.width, len(job.prompt_ids)) + 1 > limit:
+                    break
+                chosen.append(job)
+        del self._waiting[: len(chosen)]
+        return chosen
+
+    # ------------------------------------------------------------------ worker
 
     def _worker(self) -> None:
         if self.flush_denormal:
@@ -177,26 +278,35 @@ class BatchingEngine:
             # Denormal floats are very slow on x86; the dequantized default model produces many
             # (a forward pass measured 2.7x faster with them flushed to zero).
             torch.set_flush_denormal(True)
+        batch: _RunningBatch | None = None
         while True:
-            job = self._queue.get()
-            if job is None:
-                return
-            batch = self._collect(job)
-            if not batch:
-                continue
+            if batch is None:
+                if self._stopping and not self._waiting:
+                    return
+                self._take(block=not self._waiting, wait_s=self.batch_wait_s)
+            elif self.continuous:
+                self._take(block=False, wait_s=0.0)
+            jobs = self._admissible(batch)
             try:
-                self._run(batch)
+                if jobs:
+                    batch = self._admit(batch, jobs)
+                if batch is not None:
+                    batch = self._step(batch)
             except Exception as exc:  # never let one bad batch kill the worker
                 log.exception("generation failed")
-                for j in batch:
-                    j.emit(exc)
+                for row in (batch.rows if batch else []):
+                    row.job.emit(exc)
+                for job in jobs:
+                    if batch is None or all(r.job is not job for r in batch.rows):
+                        job.emit(exc)
+                batch = None
 
-    def _run(self, jobs: list[Job]) -> None:
+    def _prefill(self, jobs: list[Job]) -> _RunningBatch:
+        """One left-padded forward over the newcomers' prompts; samples their first token."""
         import torch
 
-        self.batches_run += 1
+        self.prefills += 1
         self.rows_run += len(jobs)
-        self.largest_batch = max(self.largest_batch, len(jobs))
         rows = [_Row(j, self.tokenizer, self.eot_ids) for j in jobs]
         width = max(len(j.prompt_ids) for j in jobs)
         ids = torch.full((len(jobs), width), self.pad_id, dtype=torch.long)
@@ -205,22 +315,70 @@ class BatchingEngine:
             ids[i, width - len(j.prompt_ids) :] = torch.tensor(j.prompt_ids, dtype=torch.long)
             mask[i, width - len(j.prompt_ids) :] = 1
         positions = (mask.cumsum(-1) - 1).clamp(min=0)
-        cache = None
         with torch.inference_mode():
-            while True:
-                # logits_to_keep=1: only the last position's logits are needed; with a 262k vocabulary
-                # (Gemma 3) the full prefill logits would cost more than the rest of the model.
-                out = self.model(
-                    input_ids=ids, attention_mask=mask, position_ids=positions, past_key_values=cache, use_cache=True,
-                    logits_to_keep=1,
-                )
-                cache = out.past_key_values
-                next_tokens = _sample(out.logits[:, -1, :], rows)
-                for row, token in zip(rows, next_tokens.tolist(), strict=True):
-                    if not row.done:
-                        row.accept(token)
-                if all(r.done for r in rows):
-                    return
-                ids = next_tokens.unsqueeze(-1)
-                mask = torch.cat([mask, torch.ones((len(rows), 1), dtype=torch.long)], dim=-1)
-                positions = positions[:, -1:] + 1
+            # logits_to_keep=1: only the last position's logits are needed; with a 262k vocabulary
+            # (Gemma 3) the full prefill logits would cost more than the rest of the model.
+            out = self.model(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True,
+                             logits_to_keep=1)
+            next_ids = _sample(out.logits[:, -1, :], rows)
+        for row, token in zip(rows, next_ids.tolist(), strict=True):
+            row.accept(token)
+        return _RunningBatch(rows, out.past_key_values, mask, next_ids)
+
+    def _admit(self, batch: _RunningBatch | None, jobs: list[Job]) -> _RunningBatch:
+        new = self._prefill(jobs)
+        if batch is None:
+            self.batches_run += 1
+            merged = new
+        else:
+            import torch
+
+            self.joined_running += len(jobs)
+            width = max(batch.width, new.width)
+            for old_layer, new_layer in zip(batch.cache.layers, new.cache.layers, strict=True):
+                keys = torch.cat([_pad_left(old_layer.keys, width, -2), _pad_left(new_layer.keys, width, -2)])
+                values = torch.cat([_pad_left(old_layer.values, width, -2), _pad_left(new_layer.values, width, -2)])
+                _set_length(old_layer, keys, values)
+            mask = torch.cat([_pad_left(batch.mask, width, 1), _pad_left(new.mask, width, 1)])
+            merged = _RunningBatch(batch.rows + new.rows, batch.cache, mask, torch.cat([batch.next_ids, new.next_ids]))
+        self.largest_batch = max(self.largest_batch, len(merged))
+        return self._evict(merged)
+
+    def _step(self, batch: _RunningBatch) -> _RunningBatch | None:
+        """One forward pass for every row, one token each; returns the batch without its finished rows."""
+        import torch
+
+        self.decode_steps += 1
+        mask = torch.cat([batch.mask, torch.ones((len(batch), 1), dtype=torch.long)], dim=-1)
+        positions = mask.sum(-1, keepdim=True) - 1
+        with torch.inference_mode():
+            out = self.model(input_ids=batch.next_ids.unsqueeze(-1), attention_mask=mask, position_ids=positions,
+                             past_key_values=batch.cache, use_cache=True, logits_to_keep=1)
+            next_ids = _sample(out.logits[:, -1, :], batch.rows)
+        for row, token in zip(batch.rows, next_ids.tolist(), strict=True):
+            if not row.done:
+                row.accept(token)
+        return self._evict(_RunningBatch(batch.rows, out.past_key_values, mask, next_ids))
+
+    def _evict(self, batch: _RunningBatch) -> _RunningBatch | None:
+        """Drop finished and cancelled rows, and the cache columns no remaining row attends to."""
+        import torch
+
+        for row in batch.rows:
+            if not row.done and row.job.cancelled.is_set():
+                row.done = True
+        keep = [i for i, row in enumerate(batch.rows) if not row.done]
+        if not keep:
+            return None
+        if len(keep) < len(batch):
+            index = torch.tensor(keep, dtype=torch.long)
+            batch.cache.batch_select_indices(index)
+            batch = _RunningBatch([batch.rows[i] for i in keep], batch.cache, batch.mask[index],
+                                  batch.next_ids[index])
+            used = batch.mask.any(dim=0).nonzero()
+            start = int(used[0]) if len(used) else 0
+            if start > 0 and _cache_layers_editable(batch.cache):
+                for layer in batch.cache.layers:
+                    _set_length(layer, layer.keys[:, :, start:], layer.values[:, :, start:])
+                batch.mask = batch.mask[:, start:]
+        return batch

@@ -60,7 +60,7 @@ class TransformersBackend(Backend):
         self.tokenizer = tokenizer
         self.context_length = int(getattr(model.config, "max_position_embeddings", 2048) or 2048)
         self.engine = BatchingEngine(model, tokenizer, eot, self.cfg.max_batch_size, self.cfg.batch_wait_ms,
-                                     self.cfg.flush_denormal)
+                                     self.cfg.flush_denormal, self.cfg.continuous_batching)
         self.engine.start()
 
     async def stop(self) -> None:
@@ -77,7 +77,8 @@ class TransformersBackend(Backend):
         if self.engine is None:
             return {}
         e = self.engine
-        return {"batches": e.batches_run, "batched_requests": e.rows_run, "largest_batch": e.largest_batch}
+        return {"batches": e.batches_run, "batched_requests": e.rows_run, "largest_batch": e.largest_batch,
+                "prefills": e.prefills, "joined_running_batch": e.joined_running, "decode_steps": e.decode_steps}
 
     def _check_model(self, requested: str) -> None:
         if requested not in self.model_ids:
