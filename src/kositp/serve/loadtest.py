@@ -21,10 +21,11 @@ PROMPTS = ["대한민국의 수도는 어디인가요?", "헌법 제1조를 설�
            "다음 문장을 요약하세요: 모든 국민은 법 앞에 평등하다.", "안녕하세요!"]
 
 
-async def _one(client: httpx.AsyncClient, url: str, model: str, i: int, max_tokens: int, headers: dict) -> dict:
+async def _one(client: httpx.AsyncClient, url: str, model: str, i: int, max_tokens: int, headers: dict,
+               prompts: list[str], temperature: float) -> dict:
     stream = i % 2 == 1
-    body = {"model": model, "messages": [{"role": "user", "content": PROMPTS[i % len(PROMPTS)]}],
-            "max_tokens": max_tokens, "temperature": 0.7, "seed": i, "stream": stream}
+    body = {"model": model, "messages": [{"role": "user", "content": prompts[i % len(prompts)]}],
+            "max_tokens": max_tokens, "temperature": temperature, "seed": i, "stream": stream}
     if stream:
         body["stream_options"] = {"include_usage": True}
     start = time.perf_counter()
@@ -71,7 +72,10 @@ def _pct(values: list[float], q: float) -> float:
 
 
 async def run_load(url: str, n: int = 200, concurrency: int = 16, max_tokens: int = 16, model: str | None = None,
-                   api_key: str | None = None, timeout_s: float = 120.0) -> dict:
+                   api_key: str | None = None, timeout_s: float = 120.0, prompts: list[str] | None = None,
+                   temperature: float = 0.7) -> dict:
+    """Request i asks prompts[i % len(prompts)] (default: PROMPTS); odd requests stream."""
+    prompts = list(prompts or PROMPTS)
     headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
     async with httpx.AsyncClient(timeout=timeout_s, limits=limits) as client:
@@ -81,7 +85,7 @@ async def run_load(url: str, n: int = 200, concurrency: int = 16, max_tokens: in
 
         async def bounded(i: int) -> dict:
             async with sem:
-                return await _one(client, url, model, i, max_tokens, headers)
+                return await _one(client, url, model, i, max_tokens, headers, prompts, temperature)
 
         start = time.perf_counter()
         results = await asyncio.gather(*(bounded(i) for i in range(n)))
@@ -94,6 +98,7 @@ async def run_load(url: str, n: int = 200, concurrency: int = 16, max_tokens: in
         statuses[str(r["status"])] = statuses.get(str(r["status"]), 0) + 1
     return {
         "url": url, "model": model, "requests": n, "concurrency": concurrency, "max_tokens": max_tokens,
+        "temperature": temperature,
         "succeeded": sum(r["ok"] for r in results), "failed": sum(not r["ok"] for r in results),
         "statuses": statuses, "wall_s": round(wall, 3), "requests_per_s": round(n / wall, 2),
         "completion_tokens": tokens, "completion_tokens_per_s": round(tokens / wall, 1),
