@@ -105,6 +105,9 @@ def _align_model_with_tokenizer(model, tokenizer, fmt: ChatFormat, added: list[i
 
 def load_for_training(cfg: TrainConfig, max_seq_length: int | None = None) -> LoadedModel:
     """Model + tokenizer for `cfg`, wrapped the way the chosen backend and adapter type need."""
+    from kositp.train.host_memory import set_mmap_threshold
+
+    set_mmap_threshold(cfg.malloc_mmap_threshold_kib)
     cuda = cuda_available()
     backend = select_backend(cfg.backend, cuda, unsloth_installed())
     check_adapter_type(cfg.adapter_type, cuda)
@@ -131,6 +134,10 @@ def load_for_training(cfg: TrainConfig, max_seq_length: int | None = None) -> Lo
         from peft import prepare_model_for_kbit_training
 
         model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=cfg.gradient_checkpointing)
+    if cfg.recompute_mlp and not cfg.gradient_checkpointing:  # full checkpointing recomputes everything anyway
+        from kositp.train.recompute import recompute_gated_mlps
+
+        recompute_gated_mlps(model)
     peft_config = lora_config(cfg, added) if cfg.uses_peft() else None
     return LoadedModel(model, tokenizer, fmt, "trl", peft_config, base_path)
 
