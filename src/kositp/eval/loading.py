@@ -66,7 +66,9 @@ def load_for_eval(spec: str, dtype: str = "float32", chat_format: str = "auto") 
                 model.resize_token_embeddings(len(tokenizer))  # training added chat tokens
             from peft import PeftModel
 
-            model = PeftModel.from_pretrained(model, str(adapter_dir))
+            # Merged for inference: the same weights `kositp export` writes (checked there to 1e-6),
+            # without PEFT's extra per-layer matmuls at every decoding step.
+            model = PeftModel.from_pretrained(model, str(adapter_dir)).merge_and_unload()
             description["adapter"] = str(adapter_dir)
         else:
             raise KositpError(f"{path / 'run.json'} names neither a 'model' nor an 'adapter' directory")
