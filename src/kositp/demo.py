@@ -39,7 +39,7 @@ class DemoConfig(Config):
     benchmarks: Path | None = Field(None, description="Korean benchmark folder for the seed4 and kobest suites; "
                                     "default: $KOSITP_BENCHMARKS or ../shared/data/benchmarks when present.")
     eval_limit: int | None = Field(None, ge=1, description="Examples per task/benchmark in evaluation "
-                                   "(default: 24, or 4 with quick).")
+                                   "(default: 16, or 4 with quick).")
     fresh: bool = Field(False, description="Redo every stage even when its key is unchanged.")
     serve: bool = Field(True, description="Start the API and the chat page at the end and wait for Ctrl-C.")
     host: str = Field("127.0.0.1", description="Address for the API and the chat page.")
@@ -160,7 +160,7 @@ def build_stages(cfg: DemoConfig) -> list[Stage]:
     out = cfg.out
     model = cfg.model or ("tiny" if cfg.quick else "default")
     recipes = _stage_recipes(cfg)
-    limit = cfg.eval_limit or (4 if cfg.quick else 24)
+    limit = cfg.eval_limit or (4 if cfg.quick else 16)
     benchmarks = cfg.benchmarks or default_benchmarks()
     suites = ["tasks"] + (["seed4", "kobest"] if benchmarks else [])
 
@@ -169,7 +169,7 @@ def build_stages(cfg: DemoConfig) -> list[Stage]:
     sft_cfg.data = str(out / "data")
     sft_cfg.out = str(out / "sft")
     pairs_args = {"data": str(out / "data"), "out": str(out / "pairs"), "model": str(out / "sft"),
-                  "max_records": 64 if cfg.quick else 256, "max_new_tokens": 32 if cfg.quick else 96}
+                  "max_records": 64, "max_new_tokens": 32 if cfg.quick else 48}
     pref_cfg = load_config(PrefConfig, recipes["pref"])
     pref_cfg.sft_run = str(out / "sft")
     pref_cfg.data = str(out / "pairs")
@@ -177,7 +177,7 @@ def build_stages(cfg: DemoConfig) -> list[Stage]:
 
     def eval_cfg(target: str, folder: Path) -> EvalConfig:
         return EvalConfig(model=target, suites=suites, data=out / "data", benchmarks=benchmarks, limit=limit,
-                          out=folder, max_new_tokens=128 if not cfg.quick else 32)
+                          out=folder, max_new_tokens=96 if not cfg.quick else 32)
 
     def run_data(folder: Path) -> dict:
         result = build(data_cfg, folder)

