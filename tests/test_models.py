@@ -79,6 +79,11 @@ def test_default_model_answers_korean_offline(default_model_dir):
     assert resolve_chat_format(tokenizer) == GEMMA
     model = AutoModelForCausalLM.from_pretrained(default_model_dir, dtype=torch.float32)
     assert 106 in model.generation_config.eos_token_id  # <end_of_turn> ends a reply
+    # <end_of_turn> has an embedding of its own (the pretrained row is shared with ~4,700 unused tokens)
+    assert manifest["version"] == 2 and manifest["separated_rows"] == [106]
+    weight = model.get_input_embeddings().weight
+    unit = weight / weight.norm(dim=1, keepdim=True)
+    assert int((unit @ unit[106] > 0.99).sum()) == 1
     prompt = tokenizer.apply_chat_template(
         [{"role": "user", "content": "한국의 수도는 어디인가요? 한국어로 짧게 답해 주세요."}],
         add_generation_prompt=True, return_tensors="pt", return_dict=True,
@@ -86,3 +91,24 @@ def test_default_model_answers_korean_offline(default_model_dir):
     out = model.generate(**prompt, max_new_tokens=24, do_sample=False)
     reply = tokenizer.decode(out[0, prompt["input_ids"].shape[1]:], skip_special_tokens=True)
     assert HANGUL.search(reply), reply
+
+
+def test_separate_untrained_rows_moves_only_a_row_with_twins():
+    from kositp.models import separate_untrained_rows
+
+    torch.manual_seed(0)
+    model = torch.nn.Module()
+    embedding = torch.nn.Embedding(200, 16)
+    embedding.weight.data[100:180] = embedding.weight.data[100]  # an "untrained" cluster
+    model.get_input_embeddings = lambda: embedding
+    before = embedding.weight.detach().clone()
+    assert separate_untrained_rows(model, [3, 120]) == [120]  # row 3 is distinct already
+    after = embedding.weight.detach().clone()
+    changed = (after != before).any(dim=1).nonzero().flatten().tolist()
+    assert changed == [120]
+    unit = after / after.norm(dim=1, keepdim=True)
+    assert int((unit @ unit[120] > 0.99).sum()) == 1
+    again = before.clone()
+    embedding.weight.data.copy_(again)
+    separate_untrained_rows(model, [120])
+    assert torch.equal(embedding.weight.detach()[120], after[120])  # deterministic per token id
