@@ -6,7 +6,8 @@ training step frees megabyte-sized activations by the hundred, so after the firs
 come from the heap, where freed blocks stay resident and fragment: peak RSS grows well beyond the
 live tensors. A fixed threshold (mallopt M_MMAP_THRESHOLD) makes every large tensor its own
 mapping, returned to the OS the moment it is freed. Measured with gemma-3-270m LoRA on CPU (batch
-4, ~850 tokens): peak RSS 3.79 GB -> 3.32 GB at the same step time (`kositp bench train`).
+4, ~850 tokens): peak RSS 3.79 GB -> 3.32 GB (docs/training.md; its effect on step time has not
+been measured separately yet).
 """
 
 from __future__ import annotations
