@@ -175,6 +175,15 @@ def test_build_pairs_with_rules_only_writes_records_and_card(tmp_path):
     assert (tmp_path / "pairs" / "card.md").read_text().startswith("# Preference pairs")
 
 
+def test_pairs_take_records_in_turn_from_every_task():
+    from kositp.train.pairs import spread_over_tasks
+
+    records = [{"task": t, "i": i} for t, n in (("a", 5), ("b", 1), ("c", 3)) for i in range(n)]
+    picked = spread_over_tasks(records, 6)
+    assert [(r["task"], r["i"]) for r in picked] == [("a", 0), ("b", 0), ("c", 0), ("a", 1), ("c", 1), ("a", 2)]
+    assert spread_over_tasks(records, None) == records and spread_over_tasks(records, 100) == records
+
+
 def test_build_pairs_uses_the_models_wrong_answers(tmp_path, tiny_model_dir):
     from kositp.train.pairs import build_pairs
 

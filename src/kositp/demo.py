@@ -169,7 +169,7 @@ def build_stages(cfg: DemoConfig) -> list[Stage]:
     sft_cfg.data = str(out / "data")
     sft_cfg.out = str(out / "sft")
     pairs_args = {"data": str(out / "data"), "out": str(out / "pairs"), "model": str(out / "sft"),
-                  "max_records": 64, "max_new_tokens": 32 if cfg.quick else 48}
+                  "max_records": 40, "max_new_tokens": 32 if cfg.quick else 48}
     pref_cfg = load_config(PrefConfig, recipes["pref"])
     pref_cfg.sft_run = str(out / "sft")
     pref_cfg.data = str(out / "pairs")

@@ -154,6 +154,28 @@ def _split_record(rec: dict[str, Any], where: str) -> tuple[list[dict], str] | N
     return messages[:-1], messages[-1]["content"]
 
 
+def spread_over_tasks(records: list[dict[str, Any]], n: int | None) -> list[dict[str, Any]]:
+    """At most `n` records, taken in turn from each task (in the order tasks first appear).
+
+    Data files are grouped by source and task, so their first N records cover only a few tasks, and
+    preference training on those few tasks drags the others down. Deterministic: no seed needed.
+    """
+    if n is None or n >= len(records):
+        return records
+    by_task: dict[str, list[dict[str, Any]]] = {}
+    for rec in records:
+        by_task.setdefault(str(rec.get("task", "")), []).append(rec)
+    queues = list(by_task.values())
+    picked: list[dict[str, Any]] = []
+    depth = 0
+    while len(picked) < n:
+        for queue in queues:
+            if depth < len(queue) and len(picked) < n:
+                picked.append(queue[depth])
+        depth += 1
+    return picked
+
+
 def build_pairs(
     data: str | Path,
     out: str | Path,
@@ -173,7 +195,7 @@ def build_pairs(
     out.mkdir(parents=True, exist_ok=True)
     card: dict[str, Any] = {"data": str(data), "model": model, "wrong_below": wrong_below, "splits": {}}
     for split, recs in records.items():
-        recs = recs[:max_records]
+        recs = spread_over_tasks(recs, max_records)
         items = []
         skipped = 0
         for rec in recs:
@@ -252,7 +274,7 @@ def pairs_command(
     model: str | None = typer.Option(None, "--model", help="Model whose own wrong answers become the rejected "
                                      "replies (tiny, default, a model directory or a training RUN directory). "
                                      "Without it, only rule-based negatives."),
-    max_records: int | None = typer.Option(None, "--max-records", min=1, help="Use the first N records per split."),
+    max_records: int | None = typer.Option(None, "--max-records", min=1, help="Use N records per split, spread evenly over the tasks."),
     max_new_tokens: int = typer.Option(64, "--max-new-tokens", min=1, max=4096, help="Answer length limit."),
     batch_size: int = typer.Option(8, "--batch-size", min=1, max=512, help="Prompts generated together."),
     wrong_below: float = typer.Option(0.5, "--wrong-below", min=0.0, max=1.0,
