@@ -67,7 +67,7 @@ PROMPTS = (
 
 
 def measure_baseline(model: str, dtype: str, prompts: list[str], max_new_tokens: int, runs: int,
-                     on_prompt=None) -> dict[str, Any]:
+                     on_prompt=None, on_run=None) -> dict[str, Any]:
     """One-at-a-time greedy `generate` in this process; tokens/s per run and the median."""
     import torch
 
@@ -103,6 +103,9 @@ def measure_baseline(model: str, dtype: str, prompts: list[str], max_new_tokens:
                 on_prompt()
         per_run.append({"tokens": tokens, "seconds": round(seconds, 3), "tokens_per_s": tokens / seconds,
                         "tokens_per_prompt": per_prompt})
+        if on_run:
+            on_run(f"baseline {dtype} run {len(per_run)}/{runs}: {tokens} tokens in {seconds:.1f} s, "
+                   f"{tokens / seconds:.1f} tok/s")
     return {"dtype": dtype, "runs": per_run, "tokens": per_run[0]["tokens"],
             "tokens_per_s": statistics.median(r["tokens_per_s"] for r in per_run),
             "prompt_tokens": [int(ids.shape[1]) for ids in encoded]}
@@ -147,6 +150,8 @@ def measure_backend(backend: str, model: str, dtype: str, prompts: list[str], co
     started = time.perf_counter()
     with ServeProcess(args, startup_timeout_s=900, env={"HF_HUB_OFFLINE": "1"}) as server:
         startup_s = time.perf_counter() - started
+        if advance:
+            advance(f"{backend} server ready in {startup_s:.0f} s", steps=0)
         top = max(concurrency)
         warm = asyncio.run(run_load(server.url, n=top, concurrency=top, max_tokens=4, prompts=prompts,
                                     temperature=0.0))
@@ -159,7 +164,9 @@ def measure_backend(backend: str, model: str, dtype: str, prompts: list[str], co
                 raw[c].append(asyncio.run(run_load(server.url, n=n, concurrency=c, max_tokens=max_new_tokens,
                                                    prompts=prompts, temperature=0.0)))
                 if advance:
-                    advance()
+                    last = raw[c][-1]
+                    advance(f"{backend} run {len(raw[c])}/{runs} concurrency {c}: {last['succeeded']} ok, "
+                            f"{last['failed']} failed, {last['completion_tokens'] / last['wall_s']:.1f} tok/s")
         stats = _backend_stats(server.url)
     return {"backend": backend, "serve_args": args, "startup_s": round(startup_s, 1), "backend_stats": stats,
             "levels": {str(c): _median_level(raw[c]) for c in concurrency}, "raw": {str(c): raw[c] for c in raw}}
@@ -338,12 +345,15 @@ def bench_serve(
     with Progress(console=console, transient=True) as progress:
         task = progress.add_task("bench serve", total=steps)
 
-        def advance():
-            progress.advance(task)
+        def advance(line: str | None = None, steps: int = 1):
+            # A line per run as well as the bar: written to a log file, the bar alone shows nothing.
+            progress.advance(task, steps)
+            if line:
+                progress.console.print(f"[{time.strftime('%H:%M:%S')}] {line}", markup=False, highlight=False)
 
         for d in base_dtypes:
             progress.update(task, description=f"baseline generate ({d})")
-            report["baselines"].append(measure_baseline(model, d, texts, max_new_tokens, runs, advance) |
+            report["baselines"].append(measure_baseline(model, d, texts, max_new_tokens, runs, advance, advance) |
                                        {"load_after": _load()})
             gc.collect()  # the baseline's model is not needed while the servers run
         for name in chosen:
