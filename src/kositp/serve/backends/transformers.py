@@ -50,6 +50,7 @@ class TransformersBackend(Backend):
         self.engine: BatchingEngine | None = None
         self.tokenizer = None
         self.context_length = 2048
+        self.onednn_linears = 0  # linear layers running through oneDNN (kositp/cpu_linear.py)
 
     @property
     def model_ids(self) -> list[str]:
@@ -57,6 +58,10 @@ class TransformersBackend(Backend):
 
     async def start(self) -> None:
         model, tokenizer, eot = await asyncio.to_thread(load_for_serving, self.cfg.model, self.cfg.dtype)
+        if self.cfg.onednn_linears:
+            from kositp.cpu_linear import use_onednn_linears
+
+            self.onednn_linears = await asyncio.to_thread(use_onednn_linears, model)
         self.tokenizer = tokenizer
         self.context_length = int(getattr(model.config, "max_position_embeddings", 2048) or 2048)
         self.engine = BatchingEngine(model, tokenizer, eot, self.cfg.max_batch_size, self.cfg.batch_wait_ms,
@@ -78,7 +83,8 @@ class TransformersBackend(Backend):
             return {}
         e = self.engine
         return {"batches": e.batches_run, "batched_requests": e.rows_run, "largest_batch": e.largest_batch,
-                "prefills": e.prefills, "joined_running_batch": e.joined_running, "decode_steps": e.decode_steps}
+                "prefills": e.prefills, "joined_running_batch": e.joined_running, "decode_steps": e.decode_steps,
+                "onednn_linears": self.onednn_linears}
 
     def _check_model(self, requested: str) -> None:
         if requested not in self.model_ids:
