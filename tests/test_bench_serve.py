@@ -30,6 +30,9 @@ def test_bench_serve_tiny_transformers(tmp_path):
     assert s["prompts"] == 4 and s["concurrency"] == [1, 4] and s["max_new_tokens"] == 8
     assert len(s["prompt_texts"]) == 4 and all(any("가" <= ch <= "힣" for ch in t) for t in s["prompt_texts"])
     assert report["machine"]["cores"] >= 1 and len(report["load_before"]) == 3
+    assert s["dtype"] == "float32" and s["vllm_dtype"] == "auto"  # each backend's own default
+    # a line per measured run, so a log file shows progress
+    assert "baseline float32 run 1/1:" in proc.stderr and "transformers run 1/1 concurrency 4:" in proc.stderr
 
     baselines = {b["dtype"]: b for b in report["baselines"]}
     assert list(baselines) == ["float32", "bfloat16"]
@@ -49,6 +52,7 @@ def test_bench_serve_tiny_transformers(tmp_path):
         assert level["tokens_per_s"] == pytest.approx(raw["completion_tokens"] / raw["wall_s"])
         assert 0 < level["ttft_p50_s"] <= level["ttft_p95_s"] and 0 < level["latency_p50_s"] <= level["latency_p95_s"]
     assert tf["backend_stats"]["batched_requests"] >= 4 + 4 + 4  # warm-up burst and both levels
+    assert tf["backend_stats"]["onednn_linears"] > 0  # fp32 on CPU: the linears run through oneDNN
 
     rows = {(r["backend"], r["concurrency"]): r for r in report["summary"]["rows"]}
     assert set(rows) == {("transformers", 1), ("transformers", 4)}
@@ -64,7 +68,8 @@ def test_bench_serve_tiny_transformers(tmp_path):
 
 def test_bench_serve_bad_options_are_one_line_errors(tmp_path):
     for args, needle in [(["--backends", "tgi"], "unknown backend"), (["--concurrency", "1,x"], "--concurrency"),
-                         (["--dtype", "int8"], "--dtype"), (["--model", str(tmp_path / "nope")], "not a directory")]:
+                         (["--dtype", "int8"], "--dtype"), (["--vllm-dtype", "fp8"], "--vllm-dtype"),
+                         (["--model", str(tmp_path / "nope")], "not a directory")]:
         proc = subprocess.run([sys.executable, "-m", "kositp.cli", "bench", "serve", "--out", str(tmp_path / "o"),
                                *args], capture_output=True, text=True, timeout=120)
         assert proc.returncode == 2 and needle in proc.stderr and "Traceback" not in proc.stderr, proc.stderr

@@ -140,12 +140,12 @@ def _backend_stats(url: str) -> dict[str, float]:
     return {ln.split('"')[1]: float(ln.split()[-1]) for ln in text.splitlines() if ln.startswith("kositp_backend{")}
 
 
-def measure_backend(backend: str, model: str, dtype: str, prompts: list[str], concurrency: list[int],
+def measure_backend(backend: str, model: str, dtype: str, vllm_dtype: str, prompts: list[str], concurrency: list[int],
                     max_new_tokens: int, runs: int, serve_set: list[str], advance=None) -> dict[str, Any]:
     from kositp.serve.loadtest import run_load
     from kositp.serve.process import ServeProcess
 
-    args = ["--model", model, "--backend", backend, f"dtype={dtype}", f"vllm.dtype={dtype}",
+    args = ["--model", model, "--backend", backend, f"dtype={dtype}", f"vllm.dtype={vllm_dtype}",
             f"max_concurrency={max(32, max(concurrency))}", *serve_set]
     started = time.perf_counter()
     with ServeProcess(args, startup_timeout_s=900, env={"HF_HUB_OFFLINE": "1"}) as server:
@@ -219,7 +219,9 @@ def render_markdown(report: dict[str, Any]) -> str:
     s, m, summary = report["settings"], report["machine"], report["summary"]
     lines = [
         "# kositp bench serve", "", f"`{report['command']}`", "",
-        f"Model `{s['model']}` served in {s['dtype']}; {s['prompts']} Korean prompts, greedy, at most "
+        f"Model `{s['model']}` served in {s['dtype']} by the transformers backend and in "
+        f"{s.get('vllm_dtype_served', s['vllm_dtype'])} by vLLM; "
+        f"{s['prompts']} Korean prompts, greedy, at most "
         f"{s['max_new_tokens']} new tokens; {s['runs']} run(s), medians. Per concurrency level "
         f"max(prompts, concurrency) chat requests through the OpenAI API, half streamed.",
         f"Machine: {m['cpu']}, {m['cores']} cores, torch {m['torch']}, transformers {m['transformers']}, "
@@ -283,7 +285,10 @@ def bench_serve(
                                        help="Most generated tokens per request (baseline and API)."),
     runs: int = typer.Option(3, "--runs", min=1, max=20, help="Runs of the baseline and of every level; "
                              "medians are reported (use ≥3 for figures you quote)."),
-    dtype: str = typer.Option("bfloat16", "--dtype", help="dtype the backends serve in: bfloat16 or float32."),
+    dtype: str = typer.Option("float32", "--dtype", help="dtype the transformers backend serves in (its default, "
+                              "float32: bf16 matmuls are slow on CPUs without AVX512-BF16), or bfloat16."),
+    vllm_dtype: str = typer.Option("auto", "--vllm-dtype", help="dtype vLLM serves in: auto (the backend's default: "
+                                   "the checkpoint's, float32 on CPUs without bf16 instructions), bfloat16 or float32."),
     baseline_dtypes: str = typer.Option("float32,bfloat16", "--baseline-dtypes",
                                         help="dtypes of the one-at-a-time baseline; the first is the goals' "
                                         "reference (float32 = the seed's inference path)."),
@@ -297,6 +302,8 @@ def bench_serve(
     from rich.console import Console
     from rich.progress import Progress
 
+    from kositp.serve.backends.vllm import cpu_only_without_bf16
+    from kositp.serve.backends.vllm import vllm_dtype as resolve_vllm_dtype
     from kositp.serve.config import default_vllm_python
 
     console = Console(stderr=True)
@@ -309,7 +316,9 @@ def bench_serve(
         raise KositpError("--concurrency levels must be between 1 and 256")
     if dtype not in DTYPES:
         raise KositpError(f"--dtype '{dtype}' is not one of bfloat16, float32")
-    dtype = DTYPES[dtype]
+    if vllm_dtype not in DTYPES and vllm_dtype != "auto":
+        raise KositpError(f"--vllm-dtype '{vllm_dtype}' is not one of auto, bfloat16, float32")
+    dtype, vllm_dtype = DTYPES[dtype], DTYPES.get(vllm_dtype, vllm_dtype)
     base_dtypes = []
     for d in _parse_list(baseline_dtypes, "baseline-dtypes"):
         if d not in DTYPES:
@@ -333,7 +342,9 @@ def bench_serve(
         "command": "kositp bench serve " + " ".join(sys.argv[3:]) if sys.argv[1:3] == ["bench", "serve"] else
         f"kositp bench serve --out {out}",
         "settings": {"model": model, "backends": chosen, "concurrency": levels, "prompts": prompts,
-                     "max_new_tokens": max_new_tokens, "runs": runs, "dtype": dtype, "baseline_dtypes": base_dtypes,
+                     "max_new_tokens": max_new_tokens, "runs": runs, "dtype": dtype, "vllm_dtype": vllm_dtype,
+                     "vllm_dtype_served": resolve_vllm_dtype(vllm_dtype, cpu_only_without_bf16()),
+                     "baseline_dtypes": base_dtypes,
                      "serve_set": list(serve_set), "requests_per_level": {str(c): max(prompts, c) for c in levels},
                      "prompt_texts": texts},
         "machine": machine,
@@ -364,7 +375,7 @@ def bench_serve(
                 continue
             progress.update(task, description=f"{name}: starting kositp serve")
             try:
-                result = measure_backend(name, model, dtype, texts, levels, max_new_tokens, runs, list(serve_set),
+                result = measure_backend(name, model, dtype, vllm_dtype, texts, levels, max_new_tokens, runs, list(serve_set),
                                          advance)
             except RuntimeError as exc:  # the server did not start: report it, keep the other backend's figures
                 result = {"skipped": f"kositp serve --backend {name} failed to start: {str(exc).splitlines()[0]}"}
