@@ -4,14 +4,16 @@ Both variants train the same LoRA adapter (the recipe's rank, alpha, dropout, ta
 records in the same order with the same chat template (kositp's, with `{% generation %}` markers,
 so the loss is on assistant tokens only), the same optimiser and schedule:
 
-- `baseline`: `trl.SFTTrainer` as it comes -- padded batches, fp32, the model's own forward and loss
-  (logits over the whole vocabulary at every position, padding included). TRL 1.15's default fused
-  LM head needs its Triton kernel, which the CPU torch wheel lacks (the trainer fails on its first
-  step there), so the baseline takes the loss the model's own forward returns -- what
-  `transformers.Trainer` and TRL before the fused head did.
+- `baseline`: `trl.SFTTrainer` as it comes -- padded batches, gradient checkpointing (TRL's
+  default). On CPU: fp32, the model's own forward and loss (logits over the whole vocabulary at
+  every position, padding included): TRL 1.15's default fused LM head needs its Triton kernel,
+  which the CPU torch wheel lacks (the trainer fails on its first step there), so the baseline
+  takes the loss the model's own forward returns -- what `transformers.Trainer` and TRL before the
+  fused head did. On CUDA: exactly TRL's defaults (checkpoint dtype, bf16, its Triton fused head).
 - `kositp`: exactly what `kositp train sft` builds (`build_sft_trainer`) from the recipe
   (`configs/sft/demo.yaml` by default): padding-free batches, bf16 autocast where the CPU has it,
-  logits only at loss-bearing positions.
+  logits only at loss-bearing positions; on CUDA with `unsloth` installed, Unsloth's loader and
+  kernels (`backend: auto`).
 - `trl-fused` (optional): TRL's own defaults with kositp's PyTorch kernel in TRL's Triton slot
   (padded, fp32, fused head): separates what the fused head gives from padding-free and bf16.
 
@@ -119,6 +121,7 @@ def _kositp_config(spec: dict[str, Any], out: Path):
 
 def _build_baseline(spec: dict[str, Any], cfg, out: Path, callbacks: list, fused: bool):
     """Plain TRL: same model, LoRA, chat template, rows, optimiser and schedule; TRL's defaults for the rest."""
+    import torch
     from datasets import Dataset
     from trl import SFTConfig as TRLSFTConfig
     from trl import SFTTrainer
@@ -127,8 +130,11 @@ def _build_baseline(spec: dict[str, Any], cfg, out: Path, callbacks: list, fused
     from kositp.train.modeling import _align_model_with_tokenizer, lora_config, prepare_tokenizer
     from kositp.train.sft import _length_filter, load_sft_rows
 
+    # On CUDA, TRL's defaults run as they come: the checkpoint's own dtype (transformers 5's "auto"),
+    # bf16 autocast and TRL's Triton fused LM head. On CPU: fp32, and the model's own full-logits loss.
+    cuda = torch.cuda.is_available()
     tokenizer, fmt, added = prepare_tokenizer(cfg.model, cfg.chat_format)
-    model = load_model(cfg.model, "float32")
+    model = load_model(cfg.model, "auto" if cuda else "float32")
     _align_model_with_tokenizer(model, tokenizer, fmt, added)
     rows, _ = load_sft_rows(cfg)
     rows, _ = _length_filter(rows, tokenizer, cfg.max_length)  # the same records kositp keeps
@@ -137,11 +143,13 @@ def _build_baseline(spec: dict[str, Any], cfg, out: Path, callbacks: list, fused
         per_device_train_batch_size=cfg.per_device_train_batch_size, gradient_accumulation_steps=1,
         learning_rate=cfg.learning_rate, lr_scheduler_type=cfg.lr_scheduler_type, warmup_steps=cfg.warmup_steps,
         weight_decay=cfg.weight_decay, max_grad_norm=cfg.max_grad_norm, optim=cfg.optim,
-        seed=cfg.seed, data_seed=cfg.seed, assistant_only_loss=True, padding_free=False, bf16=False,
-        use_cpu=True, logging_steps=1, save_strategy="no", report_to="none", disable_tqdm=True,
-        dataloader_num_workers=0, dataset_num_proc=None,
+        seed=cfg.seed, data_seed=cfg.seed, assistant_only_loss=True, padding_free=False,
+        logging_steps=1, save_strategy="no", report_to="none", disable_tqdm=True,
+        dataloader_num_workers=0, dataset_num_proc=None, **({} if cuda else {"bf16": False, "use_cpu": True}),
     )
-    if fused:
+    if cuda:
+        trainer_cls = SFTTrainer  # plain TRL: its own fused head ("trl-fused" is the same thing here)
+    elif fused:
         from kositp.train import cpu_logprob
 
         cpu_logprob.install()
@@ -182,9 +190,11 @@ def run_child(spec: dict[str, Any]) -> dict[str, Any]:
             from kositp.train.sft import build_sft_trainer
 
             out.mkdir(parents=True)
-            trainer, _, _ = build_sft_trainer(cfg, out, [timer])
+            trainer, loaded, _ = build_sft_trainer(cfg, out, [timer])
+            backend = loaded.backend
         else:
             trainer = _build_baseline(spec, cfg, out, [timer], fused=spec["variant"] == "trl-fused")
+            backend = "trl"
         recorder = _RecordingCollator(trainer.data_collator)
         trainer.data_collator = recorder
         rss_loaded = _rss_mb()
@@ -203,7 +213,9 @@ def run_child(spec: dict[str, Any]) -> dict[str, Any]:
     digest = hashlib.sha256(json.dumps([b["label_ids"] for b in batches]).encode()).hexdigest()
     return {
         "variant": spec["variant"],
+        "backend": backend,
         "bf16": bf16,
+        "device": torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu",
         "threads": torch.get_num_threads(),
         "steps": steps,
         "tokens_per_s": tokens / sum(timed),

@@ -158,8 +158,10 @@ def build_pref_trainer(cfg: PrefConfig, out: Path, callbacks: list | None = None
 
     from datasets import Dataset
 
+    from kositp.train.modeling import import_unsloth_first, load_for_training
+
+    import_unsloth_first(cfg.backend)
     from kositp.train import cpu_logprob
-    from kositp.train.modeling import load_for_training
 
     cpu_logprob.install()
     config_cls, trainer_cls = _trainer_classes(cfg.method)
@@ -188,6 +190,9 @@ def build_pref_trainer(cfg: PrefConfig, out: Path, callbacks: list | None = None
 
 def train_pref(cfg: PrefConfig) -> Path:
     """Run preference alignment as `cfg` says and return the run directory."""
+    from kositp.train.modeling import import_unsloth_first
+
+    import_unsloth_first(cfg.backend)  # before the callbacks' transformers import
     from kositp.train.artifacts import record_rank, save_trained, write_run_record, write_summary
     from kositp.train.callbacks import MetricsCallback, RichProgressCallback, plot_metrics, truncate_metrics
     from kositp.train.common import is_main_process

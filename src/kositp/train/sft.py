@@ -65,6 +65,9 @@ def load_sft_rows(cfg: SFTConfig) -> tuple[list[dict], list[dict]]:
 
 def build_sft_trainer(cfg: SFTConfig, out: Path, callbacks: list | None = None, rows=None):
     """Everything up to `trainer.train()`: data, model, TRL arguments. Returns (trainer, loaded, stats)."""
+    from kositp.train.modeling import import_unsloth_first
+
+    import_unsloth_first(cfg.backend)
     train_rows, eval_rows = rows if rows is not None else load_sft_rows(cfg)
 
     from datasets import Dataset
@@ -115,6 +118,9 @@ def build_sft_trainer(cfg: SFTConfig, out: Path, callbacks: list | None = None, 
 
 def train_sft(cfg: SFTConfig) -> Path:
     """Run SFT as `cfg` says and return the run directory."""
+    from kositp.train.modeling import import_unsloth_first
+
+    import_unsloth_first(cfg.backend)  # before the callbacks' transformers import
     from kositp.train.artifacts import record_rank, save_trained, write_run_record, write_summary
     from kositp.train.callbacks import MetricsCallback, RichProgressCallback, plot_metrics, truncate_metrics
     from kositp.train.common import is_main_process
