@@ -35,8 +35,12 @@ def _read_run(run_dir: Path) -> dict:
         raise KositpError(f"{run_dir / 'run.json'} is not valid JSON: {exc}") from None
 
 
-def load_for_eval(spec: str, dtype: str = "float32", chat_format: str = "auto") -> LoadedModel:
-    """Load `spec` (alias, RUN dir, export dir or HF dir) for generation and scoring, in eval mode."""
+def load_for_eval(spec: str, dtype: str = "float32", chat_format: str = "auto",
+                  onednn_linears: bool = True) -> LoadedModel:
+    """Load `spec` (alias, RUN dir, export dir or HF dir) for generation and scoring, in eval mode.
+
+    In float32 on the CPU the linear layers run through oneDNN (`kositp.cpu_linear`), as serving does.
+    """
     from kositp.models import load_model, load_tokenizer, resolve_model_path
 
     path = Path(resolve_model_path(spec))
@@ -87,5 +91,9 @@ def load_for_eval(spec: str, dtype: str = "float32", chat_format: str = "auto") 
         tokenizer.pad_token = tokenizer.eos_token  # padding is masked out; any id works
     tokenizer.padding_side = "left"
     model.eval()
+    if onednn_linears:
+        from kositp.cpu_linear import use_onednn_linears
+
+        use_onednn_linears(model)
     description["chat_format"] = fmt.name
     return LoadedModel(model, tokenizer, fmt, end_of_turn_ids(tokenizer, fmt), description)
