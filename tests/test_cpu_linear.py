@@ -67,3 +67,11 @@ def test_onednn_linears_leave_other_dtypes_and_adapter_layers_alone(tiny_model_d
     inside = sum(type(m) is nn.Linear for layer in lora_layers for m in layer.modules())
     assert use_onednn_linears(model) == plain - inside > 0
     assert all(type(layer.base_layer) is nn.Linear for layer in lora_layers)
+
+
+def test_evaluation_loads_fp32_models_with_onednn_linears(tiny_model_dir):
+    from kositp.eval.loading import load_for_eval
+
+    assert any(isinstance(m, OneDNNLinear) for m in load_for_eval(str(tiny_model_dir)).model.modules())
+    plain = load_for_eval(str(tiny_model_dir), onednn_linears=False).model
+    assert not any(isinstance(m, OneDNNLinear) for m in plain.modules())

@@ -30,6 +30,19 @@ def test_backend_selection(requested, cuda, has_unsloth, expected):
     assert select_backend(requested, cuda, has_unsloth) == expected
 
 
+@pytest.mark.parametrize(("cuda", "has_unsloth", "imported"), [(True, True, ["unsloth"]), (False, True, []),
+                                                                (True, False, [])])
+def test_unsloth_is_imported_first_only_when_it_will_train(cuda, has_unsloth, imported, monkeypatch):
+    from kositp.train import modeling
+
+    seen = []
+    monkeypatch.setattr(modeling, "cuda_available", lambda: cuda)
+    monkeypatch.setattr(modeling, "unsloth_installed", lambda: has_unsloth)
+    monkeypatch.setattr(modeling.importlib, "import_module", seen.append)
+    modeling.import_unsloth_first("auto")
+    assert seen == imported
+
+
 @pytest.mark.parametrize(("cuda", "has_unsloth", "message"), [(False, True, "needs a CUDA GPU"),
                                                                (True, False, "not installed")])
 def test_explicit_unsloth_without_its_requirements_is_a_clear_error(cuda, has_unsloth, message):

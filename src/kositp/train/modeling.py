@@ -44,7 +44,7 @@ def import_unsloth_first(requested: str) -> None:
     """Import Unsloth before TRL, transformers' trainer and PEFT when it will be used: it patches them
     on import, and patches applied after those imports are partly lost (Unsloth warns so)."""
     if select_backend(requested, cuda_available(), unsloth_installed()) == "unsloth":
-        import unsloth  # noqa: F401
+        importlib.import_module("unsloth")
 
 
 def select_backend(requested: str, cuda: bool, has_unsloth: bool) -> str:
