@@ -185,6 +185,10 @@ def run_child(spec: dict[str, Any]) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="kositp-bench-train-") as tmp:
         out = Path(tmp) / "run"
         cfg = _kositp_config(spec, out)
+        if spec["variant"] == "kositp":  # before the timer's transformers import; the baseline stays plain TRL
+            from kositp.train.modeling import import_unsloth_first
+
+            import_unsloth_first(cfg.backend)
         timer = _step_timer()
         if spec["variant"] == "kositp":
             from kositp.train.sft import build_sft_trainer
