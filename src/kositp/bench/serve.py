@@ -5,7 +5,8 @@ transformers, each prompt rendered with the model's chat template (`kositp.chat`
 server uses) and passed to `model.generate` alone, greedy, `max_new_tokens` tokens at most. Its
 tokens are the generated ones up to and including the first end-of-turn token; tokens/s is their
 sum over the summed generate times. By default it runs in float32 (the seed's dtype, which the
-goals are stated against) and in the served dtype (the same-dtype reference).
+goals are stated against) and in bfloat16 (one request at a time is memory-bound, so bf16 is the
+faster single-stream choice on CPU; batched, fp32 wins on CPUs without AVX512-BF16).
 
 Each backend is then started as a real `kositp serve` child process (`ServeProcess`) on the same
 model and dtype, warmed up with one burst of short requests, and loaded with
