@@ -97,6 +97,9 @@ def open_page(browser, request):
         page.on("websocket", on_ws)
         page.goto(url)
         page.wait_for_selector("#chat-input", timeout=60_000)
+        # The chat has started (on_chat_start sent the settings panel) before the test types: a message
+        # that beats it still works (see the app's reply lock), but its busy flag on the page does not.
+        page.wait_for_selector("#chat-settings-open-modal", timeout=60_000)
         return page
 
     yield _open

@@ -133,13 +133,32 @@ async def update_settings(values: dict) -> None:
 
 @cl.on_message
 async def answer(message: cl.Message) -> None:
-    """Send the whole history plus the new message; stream the reply into one assistant message."""
-    conversation: Conversation = cl.user_session.get("conversation")
-    settings: SamplingSettings = cl.user_session.get("settings")
+    """Send the whole history plus the new message; stream the reply into one assistant message.
+
+    One reply at a time per chat: Chainlit's busy flag on the page is a single boolean that the end
+    of *any* task clears (on_chat_start's included, when a first message beats it), so the send button
+    can come back while a reply still streams. A message sent then waits here for that reply to enter
+    the history instead of going out without it.
+    """
     user_text = message.content or ""
     if not user_text.strip():
         await cl.ErrorMessage(content="빈 메시지는 보낼 수 없습니다. 내용을 입력해 주세요.").send()
         return
+    async with _reply_lock():
+        await _answer(user_text)
+
+
+def _reply_lock() -> asyncio.Lock:
+    lock = cl.user_session.get("reply_lock")
+    if lock is None:
+        lock = asyncio.Lock()
+        cl.user_session.set("reply_lock", lock)
+    return lock
+
+
+async def _answer(user_text: str) -> None:
+    conversation: Conversation = cl.user_session.get("conversation")
+    settings: SamplingSettings = cl.user_session.get("settings")
     reply = cl.Message(content="")
     parts: list[str] = []
     stats = ReplyStats()
