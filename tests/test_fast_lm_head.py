@@ -45,12 +45,15 @@ def _grads(fn, hidden, weight, bias, targets, entropy_weight):
     "n,softcap,scale,temperature,entropy_weight,weight_grad,with_bias",
     [
         (7, None, 1.0, 1.0, 0.0, False, False),  # the LoRA SFT case: frozen head, loss on log-probs only
-        (600, None, 1.0, 1.0, 0.0, False, False),  # several token chunks
+        (600, None, 1.0, 1.0, 0.0, False, False),  # several token chunks and vocabulary slices
         (300, 30.0, 0.5, 0.7, 0.3, True, True),  # softcap, logit scale, temperature, entropy in the loss, head trained
         (0, None, 1.0, 1.0, 0.0, False, False),  # a micro-batch without any loss-bearing token
     ],
 )
-def test_matches_full_logits_in_fp32(n, softcap, scale, temperature, entropy_weight, weight_grad, with_bias):
+def test_matches_full_logits_in_fp32(monkeypatch, n, softcap, scale, temperature, entropy_weight, weight_grad,
+                                     with_bias):
+    monkeypatch.setattr(fast_lm_head, "VOCAB_SLICE", 300)  # 1000 = 3 full slices + a short one, merged online
+    monkeypatch.setattr(fast_lm_head, "SLICED_TOKEN_CHUNK", 250)
     hidden, weight, bias, targets = _inputs(n, 32, 1000, seed=n, weight_grad=weight_grad, with_bias=with_bias)
     outputs = ("log_probs", "entropy", "log_sum_sq_probs", "mean_logits", "is_top1")
 
@@ -69,6 +72,40 @@ def test_matches_full_logits_in_fp32(n, softcap, scale, temperature, entropy_wei
     assert len(grads_f) == len(grads_r) == 1 + 2 * weight_grad
     for got, want in zip(grads_f, grads_r, strict=True):
         torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    "n,softcap,scale,temperature,entropy_weight,with_bias",
+    [
+        (7, None, 1.0, 1.0, 0.0, False),  # the LoRA SFT case
+        (130, 30.0, 0.5, 0.7, 0.3, True),  # several token chunks, every transform, entropy in the loss
+        (0, None, 1.0, 1.0, 0.0, False),
+    ],
+)
+def test_a_bf16_stored_frozen_head_matches_its_fp32_widening(monkeypatch, n, softcap, scale, temperature,
+                                                              entropy_weight, with_bias):
+    """`frozen_embedding_dtype: bfloat16`: each vocabulary slice widened to fp32 on the fly."""
+    monkeypatch.setattr(fast_lm_head, "VOCAB_SLICE", 300)  # 1000 = 3 full slices + a short one
+    monkeypatch.setattr(fast_lm_head, "SLICED_TOKEN_CHUNK", 50)
+    hidden, weight, bias, targets = _inputs(n, 32, 1000, seed=n + 1, with_bias=with_bias)
+    stored = weight.detach().to(torch.bfloat16)
+    widened = stored.float()
+    outputs = ("log_probs", "entropy", "log_sum_sq_probs", "mean_logits", "is_top1")
+
+    def fast():
+        return FastLabelLogProb.apply(hidden, stored, bias, targets, temperature, 0, softcap, scale, outputs)
+
+    def ref():
+        return _reference(hidden, widened, bias, targets, temperature, softcap, scale)
+
+    loss_f, out_f, grads_f = _grads(fast, hidden, stored, bias, targets, entropy_weight)
+    loss_r, out_r, grads_r = _grads(ref, hidden, widened, bias, targets, entropy_weight)
+    if n:
+        torch.testing.assert_close(loss_f, loss_r, rtol=1e-5, atol=1e-5)
+    for got, want in zip(out_f, out_r, strict=True):
+        torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-4)
+    assert len(grads_f) == 1 and grads_f[0].dtype == torch.float32
+    torch.testing.assert_close(grads_f[0], grads_r[0], rtol=1e-4, atol=1e-5)
 
 
 def test_bf16_autocast_stays_close_to_fp32():

@@ -194,11 +194,13 @@ def run_child(spec: dict[str, Any]) -> dict[str, Any]:
             from kositp.train.sft import build_sft_trainer
 
             out.mkdir(parents=True)
-            trainer, loaded, _ = build_sft_trainer(cfg, out, [timer])
+            trainer, loaded, stats = build_sft_trainer(cfg, out, [timer])
             backend = loaded.backend
+            frozen_embedding = stats.get("frozen_embedding", "kept in the model's dtype")
         else:
             trainer = _build_baseline(spec, cfg, out, [timer], fused=spec["variant"] == "trl-fused")
             backend = "trl"
+            frozen_embedding = "kept in the model's dtype"
         recorder = _RecordingCollator(trainer.data_collator)
         trainer.data_collator = recorder
         rss_loaded = _rss_mb()
@@ -218,6 +220,7 @@ def run_child(spec: dict[str, Any]) -> dict[str, Any]:
     return {
         "variant": spec["variant"],
         "backend": backend,
+        "frozen_embedding": frozen_embedding,
         "bf16": bf16,
         "device": torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu",
         "threads": torch.get_num_threads(),
@@ -360,6 +363,9 @@ def render_markdown(report: dict[str, Any]) -> str:
             f"{_fmt(v['step_time_s'], 3)} | {_fmt(v['step_cpu_s'], 3)} | "
             f"{_fmt(v['peak_rss_mb'], 0)} | {_fmt(v['rss_loaded_mb'], 0)} | {_fmt(v['final_loss'], 4)} | "
             f"{_fmt(v['train_loss'], 4)} | {v['loss_tokens']} | {v['positions']} |")
+    embedding = {r["variant"]: r.get("frozen_embedding") for r in report["runs"]}
+    lines += ["", "Frozen token embedding: " + "; ".join(f"{k}: {v}" for k, v in embedding.items() if v) + ". "
+              "RSS after load counts only the weights touched by then (safetensors are memory-mapped)."]
     if cmp_:
         lines += [
             "",
