@@ -99,3 +99,14 @@ def test_replaced_file_backed_pages_are_dropped_and_anonymous_memory_is_not_touc
     anonymous = values.clone()
     assert not _release_file_pages(anonymous)
     assert torch.equal(anonymous, values)
+
+
+def test_an_embedding_with_trainable_new_token_rows_is_left_alone(tiny_model_dir):
+    """Added chat tokens train their rows (PEFT's trainable_token_indices): that embedding stays as it is."""
+    from peft import LoraConfig, get_peft_model
+
+    model = get_peft_model(_tiny_llama(tiny_model_dir), LoraConfig(
+        r=4, lora_alpha=8, target_modules="all-linear", trainable_token_indices={"embed_tokens": [5, 6]}))
+    why = store_frozen_embedding(model, "bfloat16")
+    assert why is not None and "not a plain" in why
+    assert all(p.dtype == torch.float32 for p in model.parameters())
