@@ -55,23 +55,8 @@ def test_matches_full_logits_in_fp32(monkeypatch, n, softcap, scale, temperature
     monkeypatch.setattr(fast_lm_head, "VOCAB_SLICE", 300)  # 1000 = 3 full slices + a short one, merged online
     monkeypatch.setattr(fast_lm_head, "SLICED_TOKEN_CHUNK", 250)
     hidden, weight, bias, targets = _inputs(n, 32, 1000, seed=n, weight_grad=weight_grad, with_bias=with_bias)
-    outputs = ("log_probs", "entropy", "log_sum_sq_probs", "mean_logits", "is_top1")
-
-    def fast():
-        return FastLabelLogProb.apply(hidden, weight, bias, targets, temperature, 0, softcap, scale, outputs)
-
-    def ref():
-        return _reference(hidden, weight, bias, targets, temperature, softcap, scale)
-
-    loss_f, out_f, grads_f = _grads(fast, hidden, weight, bias, targets, entropy_weight)
-    loss_r, out_r, grads_r = _grads(ref, hidden, weight, bias, targets, entropy_weight)
-    if n:
-        torch.testing.assert_close(loss_f, loss_r, rtol=1e-5, atol=1e-5)
-    for got, want in zip(out_f, out_r, strict=True):
-        torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-4)
-    assert len(grads_f) == len(grads_r) == 1 + 2 * weight_grad
-    for got, want in zip(grads_f, grads_r, strict=True):
-        torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-5)
+    grads = _compare(hidden, weight, weight, bias, targets, (temperature, softcap, scale), entropy_weight)
+    assert len(grads) == 1 + 2 * weight_grad
 
 
 @pytest.mark.parametrize(
@@ -89,23 +74,31 @@ def test_a_bf16_stored_frozen_head_matches_its_fp32_widening(monkeypatch, n, sof
     monkeypatch.setattr(fast_lm_head, "SLICED_TOKEN_CHUNK", 50)
     hidden, weight, bias, targets = _inputs(n, 32, 1000, seed=n + 1, with_bias=with_bias)
     stored = weight.detach().to(torch.bfloat16)
-    widened = stored.float()
+    grads = _compare(hidden, stored, stored.float(), bias, targets, (temperature, softcap, scale), entropy_weight)
+    assert len(grads) == 1 and grads[0].dtype == torch.float32
+
+
+def _compare(hidden, weight, reference_weight, bias, targets, transforms, entropy_weight):
+    """The fast head with `weight` against full logits with `reference_weight`: loss, every output, gradients."""
+    temperature, softcap, scale = transforms
     outputs = ("log_probs", "entropy", "log_sum_sq_probs", "mean_logits", "is_top1")
 
     def fast():
-        return FastLabelLogProb.apply(hidden, stored, bias, targets, temperature, 0, softcap, scale, outputs)
+        return FastLabelLogProb.apply(hidden, weight, bias, targets, temperature, 0, softcap, scale, outputs)
 
     def ref():
-        return _reference(hidden, widened, bias, targets, temperature, softcap, scale)
+        return _reference(hidden, reference_weight, bias, targets, temperature, softcap, scale)
 
-    loss_f, out_f, grads_f = _grads(fast, hidden, stored, bias, targets, entropy_weight)
-    loss_r, out_r, grads_r = _grads(ref, hidden, widened, bias, targets, entropy_weight)
-    if n:
+    loss_f, out_f, grads_f = _grads(fast, hidden, weight, bias, targets, entropy_weight)
+    loss_r, out_r, grads_r = _grads(ref, hidden, reference_weight, bias, targets, entropy_weight)
+    if len(targets):
         torch.testing.assert_close(loss_f, loss_r, rtol=1e-5, atol=1e-5)
     for got, want in zip(out_f, out_r, strict=True):
         torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-4)
-    assert len(grads_f) == 1 and grads_f[0].dtype == torch.float32
-    torch.testing.assert_close(grads_f[0], grads_r[0], rtol=1e-4, atol=1e-5)
+    assert len(grads_f) == len(grads_r)
+    for got, want in zip(grads_f, grads_r, strict=True):
+        torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-5)
+    return grads_f
 
 
 def test_bf16_autocast_stays_close_to_fp32():
