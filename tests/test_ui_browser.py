@@ -84,27 +84,53 @@ def open_page(browser, request):
         page = ctx.new_page()
         page.external_requests = []
         page.stream_frames = []
+        page.events = []  # names of the Socket.IO events the page received, in order
 
         def on_request(req):
             if not re.match(r"^(https?|wss?)://(127\.0\.0\.1|localhost)[:/]|^(data|blob):", req.url):
                 page.external_requests.append(req.url)
 
+        def on_frame(frame):
+            if isinstance(frame, str) and (event := re.match(r'^42\["(\w+)"', frame)):
+                page.events.append(event.group(1))
+                if event.group(1) == "stream_token":
+                    page.stream_frames.append(frame)
+
+        def on_response(resp):  # Socket.IO starts on HTTP long-polling: its first events can come that way
+            if "transport=polling" in resp.url and resp.request.method == "GET" and resp.ok:
+                for packet in resp.text().split("\x1e"):
+                    on_frame(packet)
+
         def on_ws(ws):
-            ws.on("framereceived", lambda frame: page.stream_frames.append(frame)
-                  if isinstance(frame, str) and '"stream_token"' in frame else None)
+            ws.on("framereceived", on_frame)
 
         page.on("request", on_request)
+        page.on("response", on_response)
         page.on("websocket", on_ws)
         page.goto(url)
         page.wait_for_selector("#chat-input", timeout=60_000)
-        # The chat has started (on_chat_start sent the settings panel) before the test types: a message
-        # that beats it still works (see the app's reply lock), but its busy flag on the page does not.
-        page.wait_for_selector("#chat-settings-open-modal", timeout=60_000)
+        wait_chat_started(page, 0)
         return page
 
     yield _open
     for ctx in contexts:
         ctx.close()
+
+
+def wait_chat_started(page, since: int, timeout_s: float = 60) -> None:
+    """Until the chat's on_chat_start (received after event number `since`) has sent its settings and ended.
+
+    A user sees the settings panel before typing. A message sent earlier can land while Chainlit
+    is still connecting a new chat's session, and on_chat_start's end clears the page's busy flag.
+    """
+    def started() -> bool:
+        events = page.events[since:]
+        return "chat_settings" in events and "task_end" in events[events.index("chat_settings"):]
+
+    deadline = time.monotonic() + timeout_s
+    while not started():
+        assert time.monotonic() < deadline, f"the chat did not start within {timeout_s:g}s: {page.events[since:]}"
+        page.wait_for_timeout(50)
 
 
 def shot(page, name: str) -> Path:
@@ -277,9 +303,11 @@ def test_stop_button_cancels_and_new_chat_resets_history(server, ui, open_page):
         "system", "user", "assistant", "user"]
 
     # New chat: confirm dialog, empty page, and the next request has no history.
+    events_before = len(page.events)
     page.click("#new-chat-button")
     page.locator("#new-chat-dialog #confirm").click()
     page.wait_for_function(f"document.querySelectorAll('{ASSISTANT}').length === 0", timeout=30_000)
+    wait_chat_started(page, events_before)
     before = len(chat_requests(server))
     send(page, "새 대화의 첫 질문입니다.")
     wait_for_count(page, ASSISTANT, 1)
