@@ -31,7 +31,7 @@ from typing import Any
 
 import typer
 
-from kositp.bench.train import _load, _machine
+from kositp.bench.machine import load_average, machine_info
 from kositp.errors import KositpError
 
 BACKENDS = ("transformers", "vllm")
@@ -334,7 +334,7 @@ def bench_serve(
     out.mkdir(parents=True, exist_ok=True)
     vllm_python = default_vllm_python()
     has_vllm = Path(vllm_python).is_file()
-    machine = _machine()
+    machine = machine_info()
     import transformers
 
     machine["transformers"] = transformers.__version__
@@ -349,7 +349,7 @@ def bench_serve(
                      "serve_set": list(serve_set), "requests_per_level": {str(c): max(prompts, c) for c in levels},
                      "prompt_texts": texts},
         "machine": machine,
-        "load_before": _load(),
+        "load_before": load_average(),
         "baselines": [],
         "backends": {},
     }
@@ -366,7 +366,7 @@ def bench_serve(
         for d in base_dtypes:
             progress.update(task, description=f"baseline generate ({d})")
             report["baselines"].append(measure_baseline(model, d, texts, max_new_tokens, runs, advance, advance) |
-                                       {"load_after": _load()})
+                                       {"load_after": load_average()})
             gc.collect()  # the baseline's model is not needed while the servers run
         for name in chosen:
             if name == "vllm" and not has_vllm:
@@ -381,8 +381,8 @@ def bench_serve(
             except RuntimeError as exc:  # the server did not start: report it, keep the other backend's figures
                 result = {"skipped": f"kositp serve --backend {name} failed to start: {str(exc).splitlines()[0]}"}
                 progress.advance(task, runs * len(levels))
-            report["backends"][name] = result | {"load_after": _load()}
-    report["load_after"] = _load()
+            report["backends"][name] = result | {"load_after": load_average()}
+    report["load_after"] = load_average()
     report["summary"] = summarize(report)
     (out / "bench_serve.json").write_text(json.dumps(report, ensure_ascii=False, indent=2), encoding="utf-8")
     (out / "bench_serve.md").write_text(render_markdown(report), encoding="utf-8")

@@ -28,7 +28,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -39,6 +38,7 @@ from typing import Any
 
 import typer
 
+from kositp.bench.machine import load_average, machine_info
 from kositp.errors import KositpError
 
 VARIANTS = ("baseline", "kositp", "trl-fused")
@@ -249,28 +249,6 @@ def run_child(spec: dict[str, Any]) -> dict[str, Any]:
 # --------------------------------------------------------------------------------------------- parent
 
 
-def _machine() -> dict[str, Any]:
-    import torch
-
-    cpu = platform.processor()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return {"cpu": cpu, "cores": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),
-            "torch": torch.__version__, "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None}
-
-
-def _load() -> list[float]:
-    try:
-        return [round(x, 2) for x in os.getloadavg()]
-    except OSError:
-        return []
-
-
 def _spawn(spec: dict[str, Any], workdir: Path, index: int) -> dict[str, Any]:
     spec_path = workdir / f"spec-{index}-{spec['variant']}.json"
     result_path = spec_path.with_name(spec_path.name.replace("spec-", "result-"))
@@ -422,7 +400,7 @@ def bench_train(
     _kositp_config(spec_base, out / "runs" / "check")  # a bad --set or recipe fails here, in one line
     workdir = out / "runs"
     workdir.mkdir(exist_ok=True)
-    load_before = _load()
+    load_before = load_average()
     results = []
     order = [(i, chosen if i % 2 == 0 else chosen[::-1]) for i in range(runs)]
     with Progress(console=console, transient=True) as progress:
@@ -436,9 +414,9 @@ def bench_train(
         "command": "kositp bench train " + " ".join(sys.argv[3:]) if sys.argv[1:3] == ["bench", "train"] else
         f"kositp bench train --out {out}",
         "settings": spec_base | {"runs": runs, "variants": chosen},
-        "machine": _machine(),
+        "machine": machine_info(),
         "load_before": load_before,
-        "load_after": _load(),
+        "load_after": load_average(),
         "runs": results,
         "summary": summarize(results, chosen),
     }
