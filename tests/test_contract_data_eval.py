@@ -6,7 +6,6 @@ silent zero in someone's report."""
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 
@@ -14,8 +13,9 @@ from kositp.config import load_config
 from kositp.data.build import BuildConfig, build
 from kositp.data.task_names import TASKS
 from kositp.eval.suites.tasks import score_example
+from kositp.recipes import RECIPES_DIR
 
-DEMO = Path(__file__).resolve().parents[1] / "configs" / "data" / "demo.yaml"
+DEMO = RECIPES_DIR / "data" / "demo.yaml"
 
 
 @pytest.fixture(scope="module")

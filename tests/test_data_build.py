@@ -19,9 +19,10 @@ from kositp.data.sources.aihub_summary import read_summary
 from kositp.data.sources.seed import export_seed
 from kositp.data.task_names import NO, TASKS, UNANSWERABLE, YES
 from kositp.data.tasks.templates import load_templates, placeholders
+from kositp.recipes import RECIPES_DIR
 
 REPO = Path(__file__).resolve().parents[1]
-DEMO = REPO / "configs" / "data" / "demo.yaml"
+DEMO = RECIPES_DIR / "data" / "demo.yaml"
 OUT_FILES = ("train.jsonl", "validation.jsonl", "test.jsonl", "preference.jsonl", "preference_validation.jsonl",
              "preference_test.jsonl", "rejects.jsonl", "card.json", "card.md", "card.png")
 PREF_FILES = {"train": "preference.jsonl", "validation": "preference_validation.jsonl", "test": "preference_test.jsonl"}

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from kositp.recipes import RECIPES_DIR
+
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -24,9 +26,9 @@ def _free_port() -> int:
 def test_two_process_sft_on_cpu(tmp_path, tiny_model_dir):
     run = tmp_path / "run"
     accelerate = Path(sys.executable).with_name("accelerate")
-    cmd = [str(accelerate), "launch", "--config_file", str(REPO / "configs/accelerate/cpu-ddp.yaml"),
+    cmd = [str(accelerate), "launch", "--config_file", str(RECIPES_DIR / "accelerate" / "cpu-ddp.yaml"),
            "--main_process_port", str(_free_port()),
-           "-m", "kositp.cli", "train", "sft", "--config", str(REPO / "configs/sft/tiny.yaml"),
+           "-m", "kositp.cli", "train", "sft", "--config", "sft/tiny",
            "--data", str(REPO / "tests/fixtures/train/sft"), "--out", str(run),
            "max_steps=4", "save_steps=4", "eval_steps=100", "progress=false"]
     env = os.environ | {"OMP_NUM_THREADS": "1"}

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from kositp.recipes import RECIPES_DIR
+
 REPO = Path(__file__).resolve().parents[1]
 FIXTURES = REPO / "tests" / "fixtures" / "train"
 
@@ -15,7 +17,7 @@ def _cfg(out: Path, config: str | None = "tiny-dpo.yaml", **over):
     from kositp.config import load_config
     from kositp.train.pref import PrefConfig
 
-    cfg = load_config(PrefConfig, REPO / "configs" / "pref" / config) if config else PrefConfig()
+    cfg = load_config(PrefConfig, RECIPES_DIR / "pref" / config) if config else PrefConfig()
     for key, value in ({"data": str(FIXTURES / "pref"), "out": str(out), "progress": False} | over).items():
         setattr(cfg, key, value)
     return cfg
@@ -30,7 +32,7 @@ def sft_run(tmp_path_factory, tiny_model_dir) -> Path:
     from kositp.config import load_config
     from kositp.train.sft import SFTConfig, train_sft
 
-    cfg = load_config(SFTConfig, REPO / "configs" / "sft" / "tiny.yaml")
+    cfg = load_config(SFTConfig, "sft/tiny")
     cfg.data = str(FIXTURES / "sft")
     cfg.out = str(tmp_path_factory.mktemp("sft") / "run")
     cfg.max_steps = 4

@@ -22,7 +22,7 @@ def _tiny_cfg(out: Path, **over):
     from kositp.config import load_config
     from kositp.train.sft import SFTConfig
 
-    cfg = load_config(SFTConfig, REPO / "configs" / "sft" / "tiny.yaml")
+    cfg = load_config(SFTConfig, "sft/tiny")
     for key, value in ({"data": str(SFT_DATA), "out": str(out), "progress": False} | over).items():
         setattr(cfg, key, value)
     return cfg
@@ -180,7 +180,7 @@ def test_bad_input_is_one_clear_line(tmp_path, tiny_model_dir, case, monkeypatch
 @pytest.mark.slow
 def test_sigkill_mid_training_then_resume_reaches_planned_step(tmp_path, tiny_model_dir):
     run = tmp_path / "run"
-    args = ["train", "sft", "--config", str(REPO / "configs/sft/tiny.yaml"), "--data", str(SFT_DATA),
+    args = ["train", "sft", "--config", "sft/tiny", "--data", str(SFT_DATA),
             "--out", str(run), "max_steps=60", "save_steps=5", "eval_steps=1000", "per_device_train_batch_size=2",
             "save_total_limit=2", "progress=false"]
     proc = subprocess.Popen([sys.executable, "-m", "kositp.cli", *args], env=_env(),

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from kositp.errors import KositpError
+from kositp.recipes import RECIPES_DIR
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -133,7 +134,7 @@ def test_preference_records_paired_and_unpaired(tmp_path):
 def test_accelerate_configs_load_with_accelerate(name):
     from kositp.train.accelerate_configs import validate
 
-    config = validate(REPO / "configs" / "accelerate" / name)
+    config = validate(RECIPES_DIR / "accelerate" / name)
     assert config.num_processes == 2
 
 

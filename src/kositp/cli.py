@@ -102,15 +102,44 @@ def demo_command(
         serve_until_interrupted(cfg, console)
 
 
-config_app = typer.Typer(help="Check YAML recipes against their config schema.", no_args_is_help=True)
+config_app = typer.Typer(help="The shipped YAML recipes: list, show, locate and check them.", no_args_is_help=True)
 app.add_typer(config_app, name="config")
+
+
+@config_app.command("list")
+def config_list() -> None:
+    """Every shipped recipe, by stage, with its one-line description (use the name with --config)."""
+    from kositp.recipes import RECIPES_DIR, description, names
+
+    stage = None
+    for name in names():
+        if name.split("/")[0] != stage:
+            stage = name.split("/")[0]
+            typer.echo(f"{stage}:")
+        typer.echo(f"  {name:<24} {description(RECIPES_DIR / f'{name}.yaml')}")
+
+
+@config_app.command("show")
+def config_show(name: str = typer.Argument(..., help="A recipe name (e.g. sft/demo) or a YAML path.")) -> None:
+    """Print a recipe's YAML text (copy it, edit it, pass the copy to --config)."""
+    from kositp.recipes import resolve
+
+    typer.echo(resolve(name).read_text(encoding="utf-8"), nl=False)
+
+
+@config_app.command("path")
+def config_path(name: str = typer.Argument(..., help="A recipe name (e.g. accelerate/ddp).")) -> None:
+    """Print a recipe's file path, for tools that need a file (accelerate launch --config_file)."""
+    from kositp.recipes import resolve
+
+    typer.echo(str(resolve(name).resolve()))
 
 
 @config_app.command("check")
 def config_check(
-    paths: list[Path] = typer.Argument(..., help="YAML files to validate."),
+    paths: list[str] = typer.Argument(..., help="Recipe names (e.g. sft/demo) or YAML files to validate."),
     schema: str | None = typer.Option(
-        None, "--schema", help="Schema name (e.g. sft, pref, data); default: the file's folder under configs/."
+        None, "--schema", help="Schema name (e.g. sft, pref, data); default: the file's folder name."
     ),
 ) -> None:
     """Validate recipes: unknown keys (with the closest valid key), wrong types, bad values."""

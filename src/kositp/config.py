@@ -1,9 +1,9 @@
 """Configuration: YAML files -> pydantic models, with `key=value` overrides from the command line.
 
 Every stage declares one `Config` subclass whose fields (with their docstrings) are the whole
-recipe. A YAML file under `configs/` mirrors those fields; the CLI adds `key=value` overrides on
-top. Unknown keys are errors that name the closest valid key, so a typo never silently falls back
-to a default.
+recipe. A YAML file (a shipped recipe under `kositp/recipes/`, or any path) mirrors those fields;
+the CLI adds `key=value` overrides on top. Unknown keys are errors that name the closest valid
+key, so a typo never silently falls back to a default.
 """
 
 from __future__ import annotations
@@ -16,12 +16,13 @@ import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from kositp.errors import KositpError
+from kositp.recipes import resolve as resolve_recipe
 
 C = TypeVar("C", bound="Config")
 
-# Which schema validates the YAML files under configs/: a folder name (configs/<folder>/*.yaml) or a
-# top-level file's stem (configs/<stem>.yaml) -> "module:attribute". The attribute is a Config
-# subclass, or a function that takes the path and raises on an invalid file. A test checks them all.
+# Which schema validates a recipe: its folder name (recipes/<folder>/*.yaml) or its stem ->
+# "module:attribute". The attribute is a Config subclass, or a function that takes the path and
+# raises on an invalid file. A test checks them all.
 CONFIG_SCHEMAS: dict[str, str] = {
     "data": "kositp.data.build:BuildConfig",
     "sft": "kositp.train.sft:SFTConfig",
@@ -102,9 +103,8 @@ def _deep_merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
 
 
 def read_yaml(path: str | Path) -> dict[str, Any]:
-    path = Path(path)
-    if not path.is_file():
-        raise KositpError(f"config file not found: {path}")
+    """The mapping in a YAML file, given as a path or a shipped recipe name (`sft/demo`)."""
+    path = resolve_recipe(path)
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except UnicodeDecodeError as exc:
@@ -146,7 +146,7 @@ def load_config(
 
 
 def schema_for(name: str):
-    """The Config class (or validator function) registered for a configs/ folder name."""
+    """The Config class (or validator function) registered for a recipe folder name."""
     import importlib
 
     if name not in CONFIG_SCHEMAS:
@@ -157,8 +157,8 @@ def schema_for(name: str):
 
 
 def check_config_file(path: str | Path, schema: str | None = None) -> str:
-    """Validate one YAML recipe; the schema defaults to the name of the folder it sits in."""
-    path = Path(path)
+    """Validate one YAML recipe (path or name); the schema defaults to the name of its folder."""
+    path = resolve_recipe(path)
     name = schema or (path.parent.name if path.parent.name in CONFIG_SCHEMAS else path.stem)
     validator = schema_for(name)
     if isinstance(validator, type):

@@ -34,7 +34,7 @@ EVAL_BATCH_SIZE = 32
 
 
 class DemoConfig(Config):
-    """Settings of `kositp demo`; the stage recipes themselves are the YAML files under configs/."""
+    """Settings of `kositp demo`; the stage recipes themselves are shipped YAML recipes (kositp/recipes/)."""
 
     quick: bool = Field(False, description="Tiny random model and short recipes: a smoke run of every stage.")
     out: Path = Field(Path("runs/demo"), description="Folder for every stage's output.")
@@ -48,14 +48,6 @@ class DemoConfig(Config):
     host: str = Field("127.0.0.1", description="Address for the API and the chat page.")
     api_port: int = Field(8000, ge=1, le=65535, description="API port.")
     ui_port: int = Field(8001, ge=1, le=65535, description="Chat page port.")
-
-
-def configs_dir() -> Path:
-    """The repository's configs/ folder (the demo's stage recipes live there)."""
-    path = Path(kositp.__file__).resolve().parents[2] / "configs"
-    if not path.is_dir():
-        raise KositpError(f"configs/ not found at {path}: run the demo from a kositp clone (pip install -e .)")
-    return path
 
 
 def default_benchmarks() -> Path | None:
@@ -142,13 +134,11 @@ class DemoRunner:
         return outcome
 
 
-def _stage_recipes(cfg: DemoConfig) -> dict[str, Path]:
-    root = configs_dir()
+def _stage_recipes(cfg: DemoConfig) -> dict[str, str]:
+    """The shipped recipe (a name under kositp/recipes/) behind each training stage."""
     if cfg.quick:
-        return {"data": root / "data" / "demo.yaml", "sft": root / "sft" / "tiny.yaml",
-                "pref": root / "pref" / "tiny-dpo.yaml"}
-    return {"data": root / "data" / "demo.yaml", "sft": root / "sft" / "demo.yaml",
-            "pref": root / "pref" / "demo-dpo.yaml"}
+        return {"data": "data/demo", "sft": "sft/tiny", "pref": "pref/tiny-dpo"}
+    return {"data": "data/demo", "sft": "sft/demo", "pref": "pref/demo-dpo"}
 
 
 def build_stages(cfg: DemoConfig) -> list[Stage]:

@@ -11,7 +11,7 @@ so the loss is on assistant tokens only), the same optimiser and schedule:
   takes the loss the model's own forward returns -- what `transformers.Trainer` and TRL before the
   fused head did. On CUDA: exactly TRL's defaults (checkpoint dtype, bf16, its Triton fused head).
 - `kositp`: exactly what `kositp train sft` builds (`build_sft_trainer`) from the recipe
-  (`configs/sft/demo.yaml` by default): padding-free batches, bf16 autocast where the CPU has it,
+  (the shipped `sft/demo` recipe by default): padding-free batches, bf16 autocast where the CPU has it,
   logits only at loss-bearing positions; on CUDA with `unsloth` installed, Unsloth's loader and
   kernels (`backend: auto`).
 - `trl-fused` (optional): TRL's own defaults with kositp's PyTorch kernel in TRL's Triton slot
@@ -40,9 +40,10 @@ import typer
 
 from kositp.bench.machine import load_average, machine_info
 from kositp.errors import KositpError
+from kositp.recipes import RECIPES_DIR, resolve
 
 VARIANTS = ("baseline", "kositp", "trl-fused")
-DEFAULT_RECIPE = Path(__file__).resolve().parents[3] / "configs" / "sft" / "demo.yaml"
+DEFAULT_RECIPE = RECIPES_DIR / "sft" / "demo.yaml"
 GOAL_TOKENS_RATIO = 2.0
 GOAL_MEMORY_RATIO = 0.6
 LOSS_TOLERANCE = 0.03  # relative; bf16 autocast against fp32 moves the loss by well under this
@@ -366,7 +367,7 @@ def bench_train(
     model: str = typer.Option("default", "--model", help="Base model (`default` = gemma-3-270m, `tiny`, a path)."),
     data: Path | None = typer.Option(None, "--data", help="Training data (a `kositp data build` directory); "
                                      "default: the demo corpus built into OUT/data with the model's tokenizer."),
-    recipe: Path = typer.Option(DEFAULT_RECIPE, "--recipe", help="kositp SFT recipe the kositp side runs."),
+    recipe: Path = typer.Option(DEFAULT_RECIPE, "--recipe", help="kositp SFT recipe (name or path) the kositp side runs."),
     steps: int = typer.Option(8, "--steps", min=1, max=10_000, help="Optimizer steps per run."),
     batch_size: int = typer.Option(4, "--batch-size", min=1, max=1024, help="Sequences per step (both sides)."),
     runs: int = typer.Option(3, "--runs", min=1, max=100, help="Runs per variant; medians are reported."),
@@ -389,8 +390,7 @@ def bench_train(
     unknown = sorted(set(chosen) - set(VARIANTS))
     if unknown or not chosen:
         raise KositpError(f"unknown variant(s) {', '.join(unknown) or '(none)'}; choose from {', '.join(VARIANTS)}")
-    if not recipe.is_file():
-        raise KositpError(f"recipe not found: {recipe}")
+    recipe = resolve(recipe)
     out.mkdir(parents=True, exist_ok=True)
     data = data or _ensure_demo_data(out / "data", model, console)
     threads = threads or os.cpu_count() or 1

@@ -25,7 +25,7 @@ def formats() -> None:
 @data_app.command("build")
 def build_cmd(
     out: Path = typer.Option(..., "--out", help="Output directory (train/validation/test.jsonl, card, rejects)."),
-    config: Path | None = typer.Option(None, "--config", help="YAML recipe (configs/data/*.yaml)."),
+    config: Path | None = typer.Option(None, "--config", help="Recipe: name (data/demo) or YAML path."),
     source: list[str] = typer.Option([], "--source", help="FORMAT:PATH, repeatable; works without a config file. "
                                      "See `kositp data formats`."),
     seed: int | None = typer.Option(None, "--seed", help="Seed (overrides the config)."),
@@ -38,6 +38,7 @@ def build_cmd(
     from kositp.config import load_config
     from kositp.data.build import BuildConfig, build, sources_from_cli
     from kositp.errors import KositpError
+    from kositp.recipes import resolve as resolve_recipe
 
     if config is None and not source:
         raise KositpError("give --config CFG or at least one --source FORMAT:PATH")
@@ -52,7 +53,7 @@ def build_cmd(
         # relative source paths in a config file are relative to the file, not the shell
         for src in cfg.sources:
             if not src.path.startswith(("package:", "hf:", "konlpy:", "/")) and not Path(src.path).exists():
-                candidate = (config.parent / src.path).resolve()
+                candidate = (resolve_recipe(config).parent / src.path).resolve()
                 if candidate.exists():
                     src.path = str(candidate)
     console = Console(stderr=True)

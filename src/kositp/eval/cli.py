@@ -18,7 +18,7 @@ eval_app = typer.Typer(
     add_completion=False,
 )
 
-CONFIG = typer.Option(None, "--config", help="YAML recipe (configs/eval/*.yaml); flags override it.")
+CONFIG = typer.Option(None, "--config", help="Recipe: name (eval/quick) or YAML path; flags override it.")
 MODEL = typer.Option(None, "--model", help="tiny | default | export dir | HF model dir | training RUN dir.")
 API = typer.Option(None, "--api", help="OpenAI-compatible base URL (e.g. http://127.0.0.1:8000/v1) instead of --model.")
 API_MODEL = typer.Option(None, "--api-model", help="Model name to request from --api (default: the first listed).")
@@ -29,7 +29,8 @@ LIMIT = typer.Option(None, "--limit", help="At most N examples per task/benchmar
 SEED = typer.Option(None, "--seed", help="Seed of the --limit samples.")
 MAX_NEW = typer.Option(None, "--max-new-tokens", help="Generation budget for the tasks suite.")
 BATCH = typer.Option(None, "--batch-size", help="In-process batch size.")
-DTYPE = typer.Option(None, "--dtype", help="float32 | bfloat16 | float16 (in-process).")
+DTYPE = typer.Option(None, "--dtype", help="float32 | bfloat16 | float16 | auto (in-process; auto: "
+                     "the faster on this CPU).")
 OUT = typer.Option(None, "--out", help="Report folder to write.")
 SET = typer.Option(None, "--set", help="Extra config override key=value (repeatable), e.g. --set concurrency=8.")
 QUIET = typer.Option(False, "--quiet", help="No progress bars.")

@@ -49,7 +49,9 @@ class EvalConfig(Config):
     label_max_new_tokens: int = Field(16, ge=1, le=1024, description="Generation budget for classification "
                                       "answers (seed4); a longer answer is cut and usually invalid.")
     batch_size: int = Field(8, ge=1, le=1024, description="In-process batch size (generation and scoring).")
-    dtype: Literal["float32", "bfloat16", "float16"] = Field("float32", description="In-process weight dtype.")
+    dtype: Literal["float32", "bfloat16", "float16", "auto"] = Field(
+        "float32", description="In-process weight dtype; `auto`: the checkpoint's on CUDA, on CPU the faster of "
+        "float32 and bfloat16 (a timed probe cached per CPU; KOSITP_CPU_DTYPE pins it; kositp/cpu_dtype.py).")
     chat_format: Literal["auto", "chatml", "gemma"] = Field("auto", description="Chat format; auto = the one the "
                                                             "model was trained with (kositp_chat.json).")
     out: Path = Field(Path("eval-report"), description="Report folder (report.json, report.md, predictions.jsonl, "
@@ -63,7 +65,7 @@ class EvalConfig(Config):
 
 
 def check_runnable(cfg: EvalConfig) -> None:
-    """What a recipe may leave to the command line, but a run needs (recipes under configs/ omit the model)."""
+    """What a recipe may leave to the command line, but a run needs (the shipped eval recipes omit the model)."""
     if bool(cfg.model) == bool(cfg.api):
         raise KositpError("give exactly one of --model or --api")
     if cfg.api and "kobest" in cfg.suites:
@@ -112,13 +114,15 @@ def evaluate(cfg: EvalConfig, show_progress: bool = True) -> dict:
     check_runnable(cfg)
     started = time.perf_counter()
     timings: dict[str, float] = {}
-    loaded = None
+    loaded, dtype = None, None
     if cfg.model:
+        from kositp.cpu_dtype import inference_dtype
         from kositp.eval.generate import LocalGenerator
         from kositp.eval.loading import load_for_eval
 
         t0 = time.perf_counter()
-        loaded = load_for_eval(cfg.model, dtype=cfg.dtype, chat_format=cfg.chat_format)
+        dtype = inference_dtype(cfg.dtype)
+        loaded = load_for_eval(cfg.model, dtype=dtype, chat_format=cfg.chat_format)
         timings["load_model_s"] = time.perf_counter() - t0
         generator = LocalGenerator(loaded, batch_size=cfg.batch_size)
     else:
@@ -137,7 +141,7 @@ def evaluate(cfg: EvalConfig, show_progress: bool = True) -> dict:
 
     decoding = {"strategy": "greedy", "temperature": 0.0, "max_new_tokens": cfg.max_new_tokens,
                 "label_max_new_tokens": cfg.label_max_new_tokens, "stop": "end-of-turn tokens of the chat format",
-                "batch_size": cfg.batch_size if cfg.model else None, "dtype": cfg.dtype if cfg.model else None}
+                "batch_size": cfg.batch_size if cfg.model else None, "dtype": dtype if cfg.model else None}
     if loaded is not None:
         decoding["stop_token_ids"] = loaded.stop_ids
     report = build_report(generator.describe(), decoding, _config_record(cfg), results)

@@ -15,7 +15,7 @@ def serve_command(
     backend: str = typer.Option(None, "--backend", help="transformers (in-process) or vllm."),
     host: str = typer.Option(None, "--host", help="Interface to listen on (default 127.0.0.1)."),
     port: int = typer.Option(None, "--port", help="Port (default 8000)."),
-    config: Path | None = typer.Option(None, "--config", help="A ServeConfig YAML (configs/serve/*.yaml)."),
+    config: Path | None = typer.Option(None, "--config", help="A ServeConfig recipe: name (serve/local) or YAML path."),
     api_key_file: Path | None = typer.Option(None, "--api-key-file", help="File with API keys, one a line."),
     upstream: list[str] = typer.Option(
         None, "--upstream", help="vLLM server URL to proxy to (repeat for load-balanced replicas)."

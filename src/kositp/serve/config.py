@@ -1,4 +1,4 @@
-"""`ServeConfig`: every setting of the gateway, with its meaning. `configs/serve/*.yaml` mirror it."""
+"""`ServeConfig`: every setting of the gateway, with its meaning. The `serve/*` recipes mirror it."""
 
 from __future__ import annotations
 
@@ -78,7 +78,8 @@ class ServeConfig(Config):
     host: str = Field("127.0.0.1", description="Interface to listen on; loopback by default, never all by accident.")
     port: int = Field(8000, ge=0, le=65535, description="TCP port (0: any free port).")
     dtype: Literal["float32", "bfloat16", "float16", "auto"] = Field(
-        "float32", description="dtype of the transformers backend (float32 is safest on CPU)."
+        "float32", description="dtype of the transformers backend (float32 is exact; auto: the checkpoint's on "
+        "CUDA, on CPU the faster of float32 and bfloat16 by a timed probe cached per CPU; kositp/cpu_dtype.py)."
     )
     api_key_file: Path | None = Field(
         None, description="File with one API key a line; when set (or KOSITP_API_KEYS is), requests need a key."

@@ -1,4 +1,4 @@
-"""Validation of the `accelerate launch` configs shipped under configs/accelerate/.
+"""Validation of the `accelerate launch` configs shipped as the `accelerate/*` recipes.
 
 They are accelerate's own format, so accelerate's own loader validates them (unknown keys and
 bad enum values raise there); we add the checks that make a typo fail before a multi-GPU launch.

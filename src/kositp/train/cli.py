@@ -45,7 +45,7 @@ def _quiet_libraries() -> None:
 @train_app.command("sft")
 def sft_command(
     overrides: list[str] = typer.Argument(None, help=OVERRIDES_HELP, show_default=False),
-    config: Path | None = typer.Option(None, "--config", "-c", help="Recipe YAML (see configs/sft/)."),
+    config: Path | None = typer.Option(None, "--config", "-c", help="Recipe: name (sft/tiny; `kositp config list`) or YAML path."),
     model: str | None = typer.Option(None, "--model", help="Base model: tiny, default, a directory or a hub id."),
     data: Path | None = typer.Option(None, "--data", help="`kositp data build` output directory or a .jsonl file."),
     out: Path | None = typer.Option(None, "--out", help="Run directory to write."),
@@ -67,7 +67,7 @@ def sft_command(
 @train_app.command("pref")
 def pref_command(
     overrides: list[str] = typer.Argument(None, help=OVERRIDES_HELP, show_default=False),
-    config: Path | None = typer.Option(None, "--config", "-c", help="Recipe YAML (see configs/pref/)."),
+    config: Path | None = typer.Option(None, "--config", "-c", help="Recipe: name (pref/demo-dpo; `kositp config list`) or YAML path."),
     method: str | None = typer.Option(None, "--method", help="dpo, orpo, kto or simpo."),
     model: str | None = typer.Option(None, "--model", help="Base model (must match the SFT run's base)."),
     adapter: Path | None = typer.Option(None, "--adapter", help="SFT run directory whose adapter to continue."),

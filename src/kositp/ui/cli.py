@@ -16,7 +16,7 @@ def ui_command(
     ),
     host: str = typer.Option(None, "--host", help="Interface the page listens on (default 127.0.0.1)."),
     port: int = typer.Option(None, "--port", help="Port of the page (default 8001)."),
-    config: Path | None = typer.Option(None, "--config", help="A UIConfig YAML (configs/ui/*.yaml)."),
+    config: Path | None = typer.Option(None, "--config", help="A UIConfig recipe: name (ui/default) or YAML path."),
     overrides: list[str] = typer.Argument(None, help="More settings as key=value, e.g. temperature=0.2."),
 ) -> None:
     """Serve a Korean chat page (Chainlit) that talks only to the OpenAI-compatible API.

@@ -1,4 +1,4 @@
-"""`UIConfig`: every setting of the chat page, with its meaning. `configs/ui/*.yaml` mirror it.
+"""`UIConfig`: every setting of the chat page, with its meaning. The `ui/*` recipes mirror it.
 
 The chat page is a separate process from the API (`kositp serve`): it only knows the API's base URL
 and, optionally, a key. The sampling fields are the *initial* values of the settings panel; each
