@@ -20,6 +20,7 @@ import tempfile
 from importlib import resources
 from pathlib import Path
 
+from kositp.dtypes import DTYPE_NAMES, canonical_dtype, torch_dtype
 from kositp.errors import KositpError
 
 DEFAULT_MODEL_NAME = "gemma-3-270m"
@@ -379,15 +380,12 @@ def load_tokenizer(model: str, **kwargs):
 
 def load_model(model: str, dtype: str = "float32", **kwargs):
     """`AutoModelForCausalLM.from_pretrained` with aliases resolved and offline failures explained."""
-    import torch
     from transformers import AutoModelForCausalLM
 
     path = resolve_model_path(model)
-    torch_dtype = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16,
-                   "bf16": torch.bfloat16, "float16": torch.float16, "fp16": torch.float16, "auto": "auto"}
-    if dtype not in torch_dtype:
-        raise KositpError(f"unknown dtype '{dtype}'; choose float32, bfloat16, float16 or auto")
+    dtype = canonical_dtype(dtype, (*DTYPE_NAMES, "auto"))
     try:
-        return AutoModelForCausalLM.from_pretrained(path, dtype=torch_dtype[dtype], **kwargs)
+        return AutoModelForCausalLM.from_pretrained(path, dtype=dtype if dtype == "auto" else torch_dtype(dtype),
+                                                    **kwargs)
     except (OSError, ValueError) as exc:
         raise KositpError(_offline_message(model, exc)) from None

@@ -32,10 +32,11 @@ from typing import Any
 import typer
 
 from kositp.bench.machine import load_average, machine_info
+from kositp.dtypes import canonical_dtype
 from kositp.errors import KositpError
 
 BACKENDS = ("transformers", "vllm")
-DTYPES = {"float32": "float32", "fp32": "float32", "bfloat16": "bfloat16", "bf16": "bfloat16"}
+SERVED_DTYPES = ("float32", "bfloat16")
 # Goals at concurrency 16 through the API, as multiples of the one-at-a-time baseline (first baseline dtype).
 GOALS = {"transformers": 6.0, "vllm": 15.0}
 GOAL_CONCURRENCY = 16
@@ -315,17 +316,13 @@ def bench_serve(
     levels = sorted(set(_parse_list(concurrency, "concurrency", int)))
     if levels[0] < 1 or levels[-1] > 256:
         raise KositpError("--concurrency levels must be between 1 and 256")
-    if dtype not in DTYPES:
-        raise KositpError(f"--dtype '{dtype}' is not one of bfloat16, float32")
-    if vllm_dtype not in DTYPES and vllm_dtype != "auto":
-        raise KositpError(f"--vllm-dtype '{vllm_dtype}' is not one of auto, bfloat16, float32")
-    dtype, vllm_dtype = DTYPES[dtype], DTYPES.get(vllm_dtype, vllm_dtype)
+    dtype = canonical_dtype(dtype, SERVED_DTYPES, "--dtype")
+    vllm_dtype = canonical_dtype(vllm_dtype, ("auto", *SERVED_DTYPES), "--vllm-dtype")
     base_dtypes = []
     for d in _parse_list(baseline_dtypes, "baseline-dtypes"):
-        if d not in DTYPES:
-            raise KositpError(f"--baseline-dtypes '{d}' is not one of bfloat16, float32")
-        if DTYPES[d] not in base_dtypes:
-            base_dtypes.append(DTYPES[d])
+        d = canonical_dtype(d, SERVED_DTYPES, "--baseline-dtypes")
+        if d not in base_dtypes:
+            base_dtypes.append(d)
     from kositp.models import resolve_model_path
 
     if not Path(resolve_model_path(model)).is_dir():

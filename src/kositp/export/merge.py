@@ -8,7 +8,6 @@ from pathlib import Path
 
 from kositp.errors import KositpError
 
-DTYPES = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}
 REQUIRED_RUN_KEYS = ("kind", "base_model", "adapter", "model")
 
 

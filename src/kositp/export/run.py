@@ -9,9 +9,10 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from kositp.dtypes import canonical_dtype, torch_dtype
 from kositp.errors import KositpError
 from kositp.export.config import ExportConfig
-from kositp.export.merge import DTYPES, load_reference, load_run_tokenizer, merge_in_place, read_run
+from kositp.export.merge import load_reference, load_run_tokenizer, merge_in_place, read_run
 
 log = logging.getLogger("kositp.export")
 EXPORT_FILE = "kositp_export.json"
@@ -24,7 +25,6 @@ def _say(progress, message: str) -> None:
 
 def export(cfg: ExportConfig, progress=None) -> dict:
     """Merge, save, verify; returns what kositp_export.json records (also printed by the CLI)."""
-    import torch
     from transformers import GenerationConfig
 
     from kositp.chat import end_of_turn_ids, save_chat_format
@@ -51,7 +51,7 @@ def export(cfg: ExportConfig, progress=None) -> dict:
     _say(progress, "merging the adapter into the base")
     merged = merge_in_place(reference)
     del reference
-    merged = merged.to(getattr(torch, DTYPES[cfg.dtype]))
+    merged = merged.to(torch_dtype(cfg.dtype))
     merged.config.eos_token_id = eot
     merged.config.pad_token_id = tokenizer.pad_token_id
     base_gen = getattr(merged, "generation_config", None)
@@ -72,7 +72,7 @@ def export(cfg: ExportConfig, progress=None) -> dict:
         del merged
 
         _say(progress, "checking logits of the export against base+adapter")
-        exported = load_model(str(tmp), dtype=DTYPES[cfg.dtype])
+        exported = load_model(str(tmp), dtype=canonical_dtype(cfg.dtype))
         exported.eval()
         logits_check = verify.compare_logits(ref_logits, exported, prompt_ids, cfg.dtype, cfg.logits_atol)
 
@@ -83,7 +83,7 @@ def export(cfg: ExportConfig, progress=None) -> dict:
             _say(progress, "generating greedily with transformers")
             hf = verify.transformers_greedy(exported, prompt_ids, cfg.vllm_max_tokens, eot, tokenizer.pad_token_id)
             _say(progress, "loading the export in vLLM and generating greedily (a minute or two)")
-            vl = verify.vllm_greedy(cfg.vllm_python or default_vllm_python(), tmp, DTYPES[cfg.dtype], prompt_ids,
+            vl = verify.vllm_greedy(cfg.vllm_python or default_vllm_python(), tmp, canonical_dtype(cfg.dtype), prompt_ids,
                                     cfg.vllm_max_tokens, eot)
             vllm_check = verify.compare_greedy(tokenizer, cfg.check_prompts, hf, vl, eot)
 

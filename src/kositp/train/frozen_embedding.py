@@ -12,6 +12,8 @@ changes it: stored in bf16 it takes half that. Nothing downstream sees bf16:
 The only numerical change is the rounding of each embedding value to bf16 (8 bits of mantissa),
 which is lossless for checkpoints stored in bf16 and well below the Q4 quantisation error of the
 embedded default model. The adapter is saved as usual; the run's embedding is never written.
+`restore_frozen_embedding` puts the model's dtype and forwards back when the training call ends
+(`kositp.train.speedups` scopes the two); the rounded values stay, as the docstring above says.
 """
 
 from __future__ import annotations
@@ -24,7 +26,8 @@ import sys
 import torch
 import torch.nn.functional as F
 
-DTYPES = {"bfloat16": torch.bfloat16}
+from kositp.dtypes import torch_dtype
+
 MADV_DONTNEED = 4
 
 
@@ -78,7 +81,7 @@ def store_frozen_embedding(model, dtype_name: str) -> str | None:
     """
     if dtype_name == "float32":
         return "frozen_embedding_dtype is float32"
-    dtype = DTYPES[dtype_name]
+    dtype = torch_dtype(dtype_name)
     embedding = model.get_input_embeddings()
     if type(embedding).forward is not torch.nn.Embedding.forward and not hasattr(embedding, "embed_scale"):
         return f"the input embedding is a {type(embedding).__name__}, not a plain (or scaled) embedding"
@@ -104,3 +107,15 @@ def store_frozen_embedding(model, dtype_name: str) -> str | None:
     if isinstance(head, torch.nn.Linear):
         head.forward = functools.partial(_linear_widened, head)
     return None
+
+
+def restore_frozen_embedding(model, dtype: torch.dtype = torch.float32) -> None:
+    """Undo `store_frozen_embedding`: the embedding (and an untied head) back in `dtype`, class forwards again."""
+    embedding, head = model.get_input_embeddings(), model.get_output_embeddings()
+    with torch.no_grad():
+        for module in (embedding, head):
+            if module is None:
+                continue
+            module.__dict__.pop("forward", None)  # the instance override; the class's forward shows through
+            if module.weight.dtype != dtype:
+                module.weight.data = module.weight.data.to(dtype)  # a tied head shares the Parameter
