@@ -65,7 +65,8 @@ class TrainConfig(Config):
     optim: str = Field("adamw_torch", description="transformers optimizer name (e.g. adamw_torch, "
                        "paged_adamw_8bit on CUDA).")
     bf16: bool | Literal["auto"] = Field(
-        False, description="bfloat16 mixed precision; `auto` turns it on where the hardware supports it.")
+        False, description="bfloat16 mixed precision; `auto`: on CUDA where supported, on CPU where a timed probe "
+        "finds it faster than fp32 (cached per CPU; KOSITP_CPU_DTYPE pins it; kositp/cpu_dtype.py).")
     gradient_checkpointing: bool = Field(False, description="Recompute activations to save memory.")
     recompute_mlp: bool = Field(
         False, description="Selective recomputation: gated MLPs keep only their product for the backward pass and "
@@ -155,16 +156,10 @@ def resolve_bf16(value: bool | str) -> bool:
     if value == "auto":
         if torch.cuda.is_available():
             return torch.cuda.is_bf16_supported()
-        return bool(getattr(torch.backends, "cpu", None) and _cpu_has_bf16())
+        from kositp.cpu_dtype import resolve_cpu_dtype
+
+        return resolve_cpu_dtype("train") == "bfloat16"
     return bool(value)
-
-
-def _cpu_has_bf16() -> bool:
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
 def trainer_common_args(cfg: TrainConfig, out: Path, has_eval: bool) -> dict[str, Any]:

@@ -29,6 +29,7 @@ def served_name(cfg: ServeConfig) -> str:
 def load_for_serving(model: str, dtype: str):
     """Model, tokenizer with its chat template, and the end-of-turn ids, all from kositp's own loaders."""
     from kositp.chat import end_of_turn_ids, load_chat_format
+    from kositp.cpu_dtype import inference_dtype
     from kositp.models import load_model, load_tokenizer, resolve_model_path
 
     path = resolve_model_path(model)
@@ -38,7 +39,7 @@ def load_for_serving(model: str, dtype: str):
     fmt = load_chat_format(path, tokenizer)
     tokenizer.chat_template = fmt.template
     eot = end_of_turn_ids(tokenizer, fmt)
-    mdl = load_model(path, dtype=dtype)
+    mdl = load_model(path, dtype=inference_dtype(dtype))
     mdl.eval()
     return mdl, tokenizer, eot
 
