@@ -302,8 +302,8 @@ def bench_serve(
     한국어 프롬프트로 transformers / vLLM 백엔드의 처리량을 측정합니다.
     """
     from rich.console import Console
-    from rich.progress import Progress
 
+    from kositp.progress import StageProgress
     from kositp.serve.backends.vllm import cpu_only_without_bf16
     from kositp.serve.backends.vllm import vllm_dtype as resolve_vllm_dtype
     from kositp.serve.config import default_vllm_python
@@ -351,14 +351,13 @@ def bench_serve(
         "backends": {},
     }
     steps = runs * prompts * len(base_dtypes) + runs * len(levels) * len(chosen)
-    with Progress(console=console, transient=True) as progress:
+    with StageProgress(console, transient=True) as progress:
         task = progress.add_task("bench serve", total=steps)
 
         def advance(line: str | None = None, steps: int = 1):
-            # A line per run as well as the bar: written to a log file, the bar alone shows nothing.
             progress.advance(task, steps)
-            if line:
-                progress.console.print(f"[{time.strftime('%H:%M:%S')}] {line}", markup=False, highlight=False)
+            if line:  # each run's figures, on a terminal and in a log file
+                progress.print(line)
 
         for d in base_dtypes:
             progress.update(task, description=f"baseline generate ({d})")

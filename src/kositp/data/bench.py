@@ -168,9 +168,8 @@ def bench_data(
     keep_inputs: bool = typer.Option(False, "--keep-inputs", help="Keep generated input files for later runs."),
 ) -> None:
     """Speed (QA records/s) and peak RSS of the aihub-mrc reader on big files vs an ijson parse-only baseline."""
-    from rich.console import Console
-
     from kositp.errors import KositpError
+    from kositp.progress import StageStatus
 
     try:
         size_list = [float(s) for s in sizes.split(",") if s.strip()]
@@ -178,6 +177,6 @@ def bench_data(
         raise KositpError(f"--sizes '{sizes}' must be numbers in MB separated by commas, e.g. 100,1000") from None
     if not size_list or any(s <= 0 or s > 100_000 for s in size_list):
         raise KositpError(f"--sizes '{sizes}': give sizes between 0 and 100000 MB")
-    with Console(stderr=True).status("bench data") as status:
-        report = run_bench(out, size_list, repeats, inputs, keep_inputs, progress=lambda m: status.update(m))
+    with StageStatus("bench data") as status:
+        report = run_bench(out, size_list, repeats, inputs, keep_inputs, progress=status.update)
     typer.echo(render_markdown(report))

@@ -76,14 +76,12 @@ def check_runnable(cfg: EvalConfig) -> None:
 
 
 class _Progress:
-    """A rich progress bar per step, on stderr; suites call start() then advance()."""
+    """Progress per step, on stderr (a bar, or lines in a log file); suites call start() then advance()."""
 
     def __init__(self):
-        from rich.console import Console
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+        from kositp.progress import StageProgress
 
-        self.bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                            console=Console(stderr=True))
+        self.bar = StageProgress()
         self.task = None
 
     def __enter__(self):

@@ -71,7 +71,7 @@ class MetricsCallback(TrainerCallback):
 
 
 class RichProgressCallback(TrainerCallback):
-    """A rich progress bar on stderr showing step, loss and tokens/s (replaces transformers' tqdm)."""
+    """Step and loss on stderr (replaces transformers' tqdm): a bar on a terminal, a line every 30 s in a log."""
 
     def __init__(self, description: str):
         self.description = description
@@ -82,24 +82,10 @@ class RichProgressCallback(TrainerCallback):
     def on_train_begin(self, args, state, control, **kwargs):
         if not state.is_world_process_zero:
             return
-        from rich.console import Console
-        from rich.progress import (
-            BarColumn,
-            MofNCompleteColumn,
-            Progress,
-            TextColumn,
-            TimeElapsedColumn,
-            TimeRemainingColumn,
-        )
+        from kositp.progress import StageProgress
 
-        self._progress = Progress(
-            TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-            TimeElapsedColumn(), TimeRemainingColumn(), TextColumn("{task.fields[info]}"),
-            console=Console(stderr=True), transient=False,
-        )
-        self._progress.start()
-        self._task = self._progress.add_task(self.description, total=state.max_steps, completed=state.global_step,
-                                             info="")
+        self._progress = StageProgress().start()
+        self._task = self._progress.add_task(self.description, total=state.max_steps, completed=state.global_step)
 
     def on_step_end(self, args, state, control, **kwargs):
         if self._progress is not None:

@@ -246,10 +246,9 @@ def build_pairs(
 def _with_progress(label: str, total: int, enabled: bool, work):
     if not enabled:
         return work(lambda n: None)
-    from rich.console import Console
-    from rich.progress import Progress
+    from kositp.progress import StageProgress
 
-    with Progress(console=Console(stderr=True)) as bar:
+    with StageProgress() as bar:
         task = bar.add_task(label, total=total)
         return work(lambda n: bar.advance(task, n))
 
