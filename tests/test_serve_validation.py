@@ -172,6 +172,8 @@ def test_concurrency_limit_answers_429_with_retry_after(tiny_model_dir):
                 if "kositp_requests_in_flight 2.0" in httpx.get(url + "/metrics").text:
                     break
                 threading.Event().wait(0.05)
+            else:
+                pytest.fail("the two gated requests never both held a slot (kositp_requests_in_flight != 2)")
             resp = httpx.post(url + "/v1/chat/completions", json=GOOD, timeout=10)
             assert_openai_error(resp, 429, "too many")
             assert resp.headers["Retry-After"] == "3"

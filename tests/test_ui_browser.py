@@ -273,7 +273,8 @@ def test_stop_button_cancels_and_new_chat_resets_history(server, ui, open_page):
     send(page, "아주 길게 이야기를 써 주세요.")
     page.wait_for_selector("#stop-button", timeout=60_000)
     deadline = time.monotonic() + 60
-    while len(page.stream_frames) <= frames_before and time.monotonic() < deadline:
+    while len(page.stream_frames) <= frames_before:
+        assert time.monotonic() < deadline, "no streamed frame within 60 s of sending\n" + diagnose(page, server, ui)
         page.wait_for_timeout(20)
     page.locator("#stop-button").click(force=True)
     try:
@@ -342,3 +343,57 @@ def test_missing_api_key_shows_korean_401(server, open_page):
         page.get_by_text("API 키가 없거나 올바르지 않습니다").first.wait_for(timeout=30_000)
         shot(page, "10_api_401")
         assert page.locator("#chat-input").is_editable()
+
+
+def test_enter_right_after_load_is_sent_once_connected(server, ui, browser):
+    """Chainlit shows the input before its socket connects and ignores Enter until then; the page's
+    script (public/kositp.js) keeps such a message, says it is connecting, and sends it when ready."""
+    ctx = browser.new_context(locale="ko-KR", viewport={"width": 1200, "height": 820})
+    page = ctx.new_page()
+    socket = {"open": False, "refused": 0}
+
+    def hold_socket(route):  # the socket stays unconnected until the test opens it
+        if socket["open"]:
+            route.continue_()
+        else:
+            socket["refused"] += 1
+            route.abort()
+
+    page.route(re.compile(r"/ws/socket\.io/"), hold_socket)
+    try:
+        page.goto(ui.url)
+        page.wait_for_selector("#chat-input", timeout=60_000)
+        text = "페이지가 열리자마자 Enter로 보낸 질문입니다."
+        before = len(chat_requests(server))
+        page.fill("#chat-input", text)
+        page.press("#chat-input", "Enter")
+        page.get_by_role("status").filter(has_text="연결되면 입력한 메시지를 바로 보냅니다").wait_for(timeout=10_000)
+        deadline = time.monotonic() + 30
+        while socket["refused"] == 0:
+            assert time.monotonic() < deadline, "the page never tried to connect its socket"
+            page.wait_for_timeout(50)
+        assert page.locator(USER).count() == 0 and len(chat_requests(server)) == before
+        shot(page, "11_connecting")
+
+        socket["open"] = True
+        wait_for_count(page, USER, 1, timeout_s=60)
+        assert text in page.locator(USER).first.inner_text()
+        wait_for_count(page, ASSISTANT, 1)
+        wait_idle(page)
+        assert page.locator("#kositp-connecting-note").count() == 0
+        shot(page, "12_sent_once_connected")
+        assert chat_requests(server)[before:][-1]["messages"][-1] == {"role": "user", "content": text}
+    finally:
+        ctx.close()
+
+
+def test_the_page_wears_kositp_marks_not_chainlits(ui, open_page):
+    page = open_page(ui.url)
+    logo = page.locator("img.logo").first
+    logo.wait_for(timeout=20_000)
+    assert logo.evaluate("img => img.complete && img.naturalWidth > 0")
+    shot(page, "13_logo")
+    for path in ("/logo?theme=light", "/logo?theme=dark", "/favicon"):
+        response = httpx.get(ui.url + path, timeout=10)
+        assert response.status_code == 200 and "<title>kositp</title>" in response.text, path
+    assert page.title() == "kositp 한국어 챗봇"
