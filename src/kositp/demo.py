@@ -238,6 +238,9 @@ def run_demo(cfg: DemoConfig, console=None) -> dict:
     console = console or Console()
     cfg.out.mkdir(parents=True, exist_ok=True)
     stages = build_stages(cfg)
+    if not (cfg.benchmarks or default_benchmarks()):
+        console.print("no Korean benchmark folder (--benchmarks, or $KOSITP_BENCHMARKS naming a folder): "
+                      "evaluating the held-out task suite only, without seed4 and kobest")
     runner = DemoRunner(cfg.out, cfg.fresh, console)
     started = time.perf_counter()
     for index, stage in enumerate(stages, 1):

@@ -31,7 +31,7 @@ from pydantic import Field, field_validator, model_validator
 from kositp.config import Config
 from kositp.data.dedup import Deduplicator
 from kositp.data.schema import Document, InstructionRecord, PreferenceRecord, Reject
-from kositp.data.sources import FORMAT_NAMES, get_format
+from kositp.data.sources import FORMAT_NAMES, format_names, get_format
 from kositp.data.sources.presets import PRESET_PREFIX, PRESETS, apply_preset
 from kositp.data.task_names import TASKS
 from kositp.data.tasks import BUILDERS, Example, TaskOptions
@@ -75,8 +75,8 @@ class SourceConfig(Config):
     @field_validator("format")
     @classmethod
     def _known_format(cls, value: str) -> str:
-        if value not in FORMAT_NAMES:
-            raise ValueError(f"unknown source format '{value}'; choose one of: {', '.join(FORMAT_NAMES)}")
+        if value not in format_names():
+            raise ValueError(f"unknown source format '{value}'; choose one of: {', '.join(format_names())}")
         return value
 
     @field_validator("tasks")
@@ -171,9 +171,9 @@ def sources_from_cli(specs: list[str]) -> list[SourceConfig]:
             continue
         fmt, sep, path = spec.partition(":")
         if not sep or not path:
-            raise KositpError(f"--source '{spec}' must look like FORMAT:PATH (formats: {', '.join(FORMAT_NAMES)})")
-        if fmt not in FORMAT_NAMES:
-            raise KositpError(f"--source '{spec}': unknown format '{fmt}'; choose one of: {', '.join(FORMAT_NAMES)}")
+            raise KositpError(f"--source '{spec}' must look like FORMAT:PATH (formats: {', '.join(format_names())})")
+        if fmt not in format_names():
+            raise KositpError(f"--source '{spec}': unknown format '{fmt}'; choose one of: {', '.join(format_names())}")
         out.append(SourceConfig(format=fmt, path=path))
     return out
 

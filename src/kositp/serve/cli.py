@@ -31,7 +31,7 @@ def serve_command(
     from pydantic import ValidationError
 
     from kositp.config import load_config
-    from kositp.serve.config import ServeConfig
+    from kositp.serve.config import ServeConfig, check_servable
 
     cfg = load_config(ServeConfig, config, list(overrides or []))
     given = {
@@ -58,14 +58,7 @@ def serve_command(
         cfg.vllm = cfg.vllm.model_copy(update=vllm_changes)
     if (upstream or lora) and cfg.backend != "vllm":
         raise KositpError("--upstream and --lora need --backend vllm")
-    if cfg.backend == "transformers" or not cfg.vllm.upstream:
-        from kositp.models import resolve_model_path
-
-        if not Path(resolve_model_path(cfg.model)).is_dir():
-            raise KositpError(f"model '{cfg.model}' is not a directory or an alias (tiny, tiny:SEED, default)")
-    if cfg.backend == "vllm" and not cfg.vllm.upstream and not Path(cfg.vllm.python).is_file():
-        raise KositpError(f"vLLM environment not found at {cfg.vllm.python}; run `make vllm-env` "
-                          "or set KOSITP_VLLM_PYTHON (or pass --upstream URL)")
+    check_servable(cfg)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     from kositp.serve.server import run
 

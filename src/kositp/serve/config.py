@@ -130,3 +130,17 @@ class ServeConfig(Config):
         if self.default_max_tokens > self.max_tokens_limit:
             raise ValueError("default_max_tokens must not exceed max_tokens_limit")
         return self
+
+
+def check_servable(cfg: ServeConfig) -> None:
+    """What must exist before the gateway starts: the model folder, or the vLLM environment it launches."""
+    from kositp.errors import KositpError
+
+    if cfg.backend == "transformers" or not cfg.vllm.upstream:
+        from kositp.models import resolve_model_path
+
+        if not Path(resolve_model_path(cfg.model)).is_dir():
+            raise KositpError(f"model '{cfg.model}' is not a directory or an alias (tiny, tiny:SEED, default)")
+    if cfg.backend == "vllm" and not cfg.vllm.upstream and not Path(cfg.vllm.python).is_file():
+        raise KositpError(f"vLLM environment not found at {cfg.vllm.python}; run `make vllm-env` "
+                          "or set KOSITP_VLLM_PYTHON (or pass --upstream URL)")

@@ -3,6 +3,7 @@
 Every reader has the signature `read(path, source, **options)` and yields `Document`s (raw corpora
 that the task builders turn into instructions), ready `InstructionRecord`s / `PreferenceRecord`s
 (instruction and preference sets), and `Reject`s (with a reason) for anything unusable.
+`register_format` adds a reader of one's own (a house format) beside the built-in ones.
 """
 
 from __future__ import annotations
@@ -48,11 +49,30 @@ def _formats() -> dict[str, SourceFormat]:
         SourceFormat("preference", "prompt/chosen/rejected rows (strings or message lists)",
                      partial(read_chat_set, fmt="preference"), "preferences"),
     ]
-    return {f.name: f for f in entries}
+    return {f.name: f for f in entries} | _REGISTERED
 
 
 FORMAT_NAMES = ("aihub-mrc", "aihub-table", "aihub-summary", "kisti", "text", "kositp", "alpaca", "sharegpt",
                 "messages", "preference")
+EMITS = ("documents", "instructions", "preferences")
+_REGISTERED: dict[str, SourceFormat] = {}
+
+
+def register_format(name: str, reader: Callable, emits: str = "documents", description: str = "") -> SourceFormat:
+    """Make `format: NAME` in a build's sources read with `reader(path, source, **options)`."""
+    from kositp.errors import KositpError
+
+    if name in FORMAT_NAMES:
+        raise KositpError(f"source format '{name}' is built in; register yours under another name")
+    if emits not in EMITS:
+        raise KositpError(f"emits must be one of {', '.join(EMITS)}, not '{emits}'")
+    _REGISTERED[name] = SourceFormat(name, description or (reader.__doc__ or name).strip().splitlines()[0], reader, emits)
+    return _REGISTERED[name]
+
+
+def format_names() -> tuple[str, ...]:
+    """The built-in formats, then the registered ones."""
+    return FORMAT_NAMES + tuple(_REGISTERED)
 
 
 def get_format(name: str) -> SourceFormat:
@@ -60,7 +80,7 @@ def get_format(name: str) -> SourceFormat:
 
     formats = _formats()
     if name not in formats:
-        raise KositpError(f"unknown source format '{name}'; choose one of: {', '.join(FORMAT_NAMES)}")
+        raise KositpError(f"unknown source format '{name}'; choose one of: {', '.join(format_names())}")
     return formats[name]
 
 
