@@ -17,6 +17,7 @@ from kositp.data.cli import data_app
 from kositp.errors import KositpError
 from kositp.eval.cli import eval_app
 from kositp.export.cli import export_command
+from kositp.hub_access import configure_hub_access
 from kositp.serve.cli import serve_command
 from kositp.train.cli import train_app
 from kositp.train.pairs import pairs_command
@@ -44,9 +45,14 @@ app.command("export")(export_command)
 
 
 @app.callback()
-def _root(debug: bool = typer.Option(False, "--debug", help="Show full tracebacks on errors.")) -> None:
+def _root(
+    debug: bool = typer.Option(False, "--debug", help="Show full tracebacks on errors."),
+    online: bool = typer.Option(False, "--online", help="Allow model-hub access (hub ids download; same as "
+                                "KOSITP_ONLINE=1). By default kositp and its child processes run offline."),
+) -> None:
     if debug:
         os.environ["KOSITP_DEBUG"] = "1"
+    configure_hub_access(online)
 
 
 @models_app.command("tiny")

@@ -363,8 +363,8 @@ def _offline_message(model: str, exc: Exception) -> str:
         return f"could not load model from {model}: {str(exc).splitlines()[0]}"
     return (
         f"model '{model}' is not a local directory and could not be fetched from the Hugging Face Hub "
-        f"(offline?). On a machine with network: `hf download {model} --local-dir DIR`, then pass "
-        "the directory as the model (e.g. model=DIR)."
+        f"(kositp runs offline unless `kositp --online` or KOSITP_ONLINE=1 allows the hub). On a machine "
+        f"with network: `hf download {model} --local-dir DIR`, then pass the directory as the model (e.g. model=DIR)."
     )
 
 

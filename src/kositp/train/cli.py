@@ -55,10 +55,12 @@ def sft_command(
     Writes RUN/adapter (or RUN/model), run.json, config.yaml, metrics.jsonl, loss.png, tb/ and checkpoints/.
     """
     from kositp.config import load_config
+    from kositp.train.modeling import import_unsloth_first
     from kositp.train.sft import SFTConfig, train_sft
 
-    _quiet_libraries()
     cfg = _apply_flags(load_config(SFTConfig, config, overrides or []), model=model, data=data, out=out)
+    import_unsloth_first(cfg.backend)  # on CUDA, before _quiet_libraries imports transformers and datasets
+    _quiet_libraries()
     run = train_sft(cfg)
     if int(os.environ.get("RANK", "0")) == 0:
         typer.echo(f"SFT run written to {run}")
@@ -80,13 +82,15 @@ def pref_command(
     """
     from kositp.config import load_config
     from kositp.errors import KositpError
+    from kositp.train.modeling import import_unsloth_first
     from kositp.train.pref import METHODS, PrefConfig, train_pref
 
     if method is not None and method not in METHODS:
         raise KositpError(f"unknown preference method '{method}'; choose one of: {', '.join(METHODS)}")
-    _quiet_libraries()
     cfg = load_config(PrefConfig, config, overrides or [])
     cfg = _apply_flags(cfg, method=method, model=model, sft_run=adapter, data=data, out=out)
+    import_unsloth_first(cfg.backend)  # on CUDA, before _quiet_libraries imports transformers and datasets
+    _quiet_libraries()
     run = train_pref(cfg)
     if int(os.environ.get("RANK", "0")) == 0:
         typer.echo(f"{cfg.method.upper()} run written to {run}")
