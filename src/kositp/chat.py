@@ -15,7 +15,11 @@ Resolution order (`resolve_chat_format`):
 
 from __future__ import annotations
 
+import contextlib
 import json
+import re
+import secrets
+import weakref
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -158,3 +162,91 @@ def load_chat_format(directory: str | Path, tokenizer) -> ChatFormat:
 def render(tokenizer, messages: list[dict], add_generation_prompt: bool = True) -> str:
     """The prompt text for `messages`, exactly as training formatted it."""
     return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=add_generation_prompt)
+
+
+# --------------------------------------------------------------------------- control tokens in content
+
+# Strings that are control tokens in every chat format kositp knows, whatever the tokenizer: the
+# data build refuses records that contain them (a tokenizer-independent check, before any model).
+KNOWN_CONTROL_STRINGS: tuple[str, ...] = tuple(sorted(
+    {t for f in FORMATS.values() for t in (*f.special_tokens, *f.end_of_turn)}
+    | {"<bos>", "<pad>", "<|pad|>", "<|begin_of_text|>", "<|end_of_text|>", "<|eot_id|>", "<|start_header_id|>",
+       "<|end_header_id|>"},
+    key=lambda t: (-len(t), t)))
+
+_control_patterns: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def control_strings(tokenizer) -> list[str]:
+    """Every string this tokenizer turns into one special token (turn markers, BOS, EOS, pad, ...)."""
+    found = {t.content for t in getattr(tokenizer, "added_tokens_decoder", {}).values() if t.special}
+    found |= {t for t in getattr(tokenizer, "all_special_tokens", []) if t}
+    return sorted(found, key=lambda t: (-len(t), t))
+
+
+def _control_pattern(tokenizer) -> re.Pattern | None:
+    """One regex matching any control string (longest first), cached per tokenizer object."""
+    try:
+        return _control_patterns[tokenizer]
+    except (KeyError, TypeError):
+        pass
+    strings = control_strings(tokenizer)
+    pattern = re.compile("|".join(map(re.escape, strings))) if strings else None
+    with contextlib.suppress(TypeError):  # an object that cannot be weakly referenced: recompute next time
+        _control_patterns[tokenizer] = pattern
+    return pattern
+
+
+def find_control_strings(text: str, strings: tuple[str, ...] = KNOWN_CONTROL_STRINGS) -> list[str]:
+    """The control strings that occur in `text` (each once, in `strings` order)."""
+    return [s for s in strings if s in text]
+
+
+def encode_prompt(tokenizer, messages: list[dict], add_generation_prompt: bool = True) -> list[int]:
+    """Token ids of `messages` in the tokenizer's chat template, with message content always read as text.
+
+    The template's own markers (`<|im_start|>`, `<end_of_turn>`, BOS, ...) are control tokens; the same
+    strings inside a message are tokenized as plain text, so a user cannot forge a turn boundary. For
+    content without such strings the ids are exactly those of the rendered prompt tokenized as a
+    whole, which is what training does. Every path that turns messages into prompt ids (serving,
+    evaluation) goes through here.
+    """
+    pattern = _control_pattern(tokenizer)
+    forged: dict[str, str] = {}
+    nonce = secrets.token_hex(8)
+
+    def hide(match: re.Match) -> str:
+        # A placeholder the template passes through untouched (no whitespace at its ends, no markup).
+        key = f"\u27e6{nonce}.{len(forged)}\u27e7"
+        forged[key] = match.group(0)
+        return key
+
+    safe = []
+    for message in messages:
+        content = message.get("content")
+        if pattern is not None and isinstance(content, str):
+            message = {**message, "content": pattern.sub(hide, content)}
+        safe.append(message)
+    text = tokenizer.apply_chat_template(safe, tokenize=False, add_generation_prompt=add_generation_prompt)
+    if not forged:
+        return list(tokenizer(text, add_special_tokens=False)["input_ids"])
+    # Cut the prompt at the template's markers (only those remain as control strings), put the
+    # content's strings back into the text between them, and tokenize that text with special
+    # tokens disabled. The tokenizer itself splits text at special tokens before its pre-tokenizer,
+    # so the text around the markers tokenizes exactly as it would in the whole prompt.
+    restore = re.compile("|".join(map(re.escape, forged)))
+    ids: list[int] = []
+    position = 0
+    for marker in pattern.finditer(text):
+        ids += _text_ids(tokenizer, text[position:marker.start()], restore, forged)
+        ids.append(tokenizer.convert_tokens_to_ids(marker.group(0)))
+        position = marker.end()
+    ids += _text_ids(tokenizer, text[position:], restore, forged)
+    return ids
+
+
+def _text_ids(tokenizer, text: str, restore: re.Pattern, forged: dict[str, str]) -> list[int]:
+    if not text:
+        return []
+    text = restore.sub(lambda m: forged[m.group(0)], text)
+    return list(tokenizer(text, add_special_tokens=False, split_special_tokens=True)["input_ids"])

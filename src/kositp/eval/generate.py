@@ -2,7 +2,8 @@
 
 Both take chat messages and return `Generation`s in input order, with greedy decoding, so a suite
 never knows which one it talks to. In-process generation renders prompts with the model's chat
-format (`kositp.chat.render`), batches them with left padding (sorted by length so little is
+format (`kositp.chat.encode_prompt`: message content is always text, never control tokens), batches
+them with left padding (`kositp.batching.left_pad`) (sorted by length so little is
 padded), and stops on every end-of-turn id, as serving does. The API path is what users get from
 `kositp serve` or a vLLM server: `chat.completions` with temperature 0 over a bounded thread pool.
 """
@@ -42,7 +43,9 @@ class LocalGenerator:
         return render(self.loaded.tokenizer, messages, add_generation_prompt=True)
 
     def _encode(self, messages: Messages) -> list[int]:
-        ids = self.loaded.tokenizer(self.prompt_text(messages), add_special_tokens=False)["input_ids"]
+        from kositp.chat import encode_prompt
+
+        ids = encode_prompt(self.loaded.tokenizer, messages, add_generation_prompt=True)
         # Keep the end of an over-long prompt: the question and the generation prompt are there.
         return ids[-self.max_prompt_tokens:]
 
@@ -50,6 +53,8 @@ class LocalGenerator:
         self, conversations: Sequence[Messages], max_new_tokens: int, progress: Progress | None = None
     ) -> list[Generation]:
         import torch
+
+        from kositp.batching import left_pad
 
         tokenizer, model = self.loaded.tokenizer, self.loaded.model
         stop_ids = set(self.loaded.stop_ids)
@@ -59,17 +64,12 @@ class LocalGenerator:
         pad_id = tokenizer.pad_token_id
         for start in range(0, len(order), self.batch_size):
             batch = order[start:start + self.batch_size]
-            width = max(len(encoded[i]) for i in batch)
-            input_ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
-            attention = torch.zeros((len(batch), width), dtype=torch.long)
-            for row, i in enumerate(batch):
-                ids = encoded[i]
-                input_ids[row, width - len(ids):] = torch.tensor(ids)
-                attention[row, width - len(ids):] = 1
+            padded = left_pad([encoded[i] for i in batch], pad_id)
+            width = padded.width
             with torch.inference_mode():
                 out = model.generate(
-                    input_ids=input_ids,
-                    attention_mask=attention,
+                    input_ids=padded.input_ids,
+                    attention_mask=padded.attention_mask,
                     max_new_tokens=max_new_tokens,
                     do_sample=False,
                     eos_token_id=list(self.loaded.stop_ids),

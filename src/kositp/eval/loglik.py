@@ -8,7 +8,7 @@ tokens after the context, exactly as lm-eval's `HFLM.loglikelihood` does:
 * both strings are tokenized with the tokenizer's own special-token default (lm-eval 0.4.13's
   `add_bos_token=None`): a tokenizer that adds BOS (Gemma) gets it, one that does not (ChatML) not;
 * an over-long input keeps its last `max_length` tokens.
-Batches are left-padded with explicit position ids, so padding cannot shift a score, and logits
+Batches are left-padded with explicit position ids (`kositp.batching.left_pad`), so padding cannot shift a score, and logits
 are computed only at the continuation positions (`logits_to_keep`): with a 262k vocabulary that is
 most of the cost.
 """
@@ -51,6 +51,8 @@ def score(
 ) -> list[Scored]:
     import torch
 
+    from kositp.batching import left_pad
+
     pairs = [encode_pair(tokenizer, c, x, add_special_tokens) for c, x in requests]
     order = sorted(range(len(pairs)), key=lambda i: (-(len(pairs[i][0]) + len(pairs[i][1])), i))
     results: list[Scored | None] = [None] * len(pairs)
@@ -65,17 +67,12 @@ def score(
             full = (ctx + cont)[-(max_length + 1):]
             inputs.append(full[:-1])
             conts.append(cont)
-        width = max(len(x) for x in inputs)
         keep = max(len(c) for c in conts)
-        input_ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
-        attention = torch.zeros((len(batch), width), dtype=torch.long)
-        for row, ids in enumerate(inputs):
-            input_ids[row, width - len(ids):] = torch.tensor(ids)
-            attention[row, width - len(ids):] = 1
-        positions = (attention.cumsum(-1) - 1).clamp(min=0)
+        padded = left_pad(inputs, pad_id)
         with torch.inference_mode():
             logits = model(
-                input_ids=input_ids, attention_mask=attention, position_ids=positions, logits_to_keep=keep
+                input_ids=padded.input_ids, attention_mask=padded.attention_mask, position_ids=padded.position_ids,
+                logits_to_keep=keep,
             ).logits
             logprobs = torch.log_softmax(logits.float(), dim=-1)
         for row, i in enumerate(batch):

@@ -62,4 +62,6 @@ def serve_command(
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     from kositp.serve.server import run
 
-    run(cfg)
+    code = run(cfg)
+    if code:  # the drain after SIGTERM had to cut requests in flight
+        raise typer.Exit(code)

@@ -88,7 +88,13 @@ class ServeConfig(Config):
     cors_origins: list[str] = Field(
         default_factory=list, description="Origins allowed by CORS (e.g. the chat page's URL); empty: no CORS."
     )
-    max_body_bytes: int = Field(1_000_000, ge=1024, description="Largest request body accepted (413 above).")
+    max_body_bytes: int = Field(1_000_000, ge=1024, description="Largest request body accepted, counted as it "
+                                "arrives whatever the framing (413 above).")
+    body_timeout_s: float = Field(30.0, gt=0, description="Time a request body has to arrive in full (408 after).")
+    public_metadata: bool | None = Field(
+        None, description="Serve /docs, /redoc, /openapi.json and the model ids in /ready without a key "
+        "(None: only when no API key is configured)."
+    )
     max_tokens_limit: int = Field(1024, ge=1, description="Largest `max_tokens` a request may ask for.")
     default_max_tokens: int = Field(256, ge=1, description="`max_tokens` when a request gives none.")
     max_messages: int = Field(64, ge=1, description="Most messages in one chat request.")
@@ -122,7 +128,10 @@ class ServeConfig(Config):
         "twice). See kositp/cpu_linear.py."
     )
     log_prompts: bool = Field(False, description="Log prompts and outputs (off: only sizes and timings are logged).")
-    drain_timeout_s: float = Field(30.0, ge=0, description="On SIGTERM, how long in-flight requests may finish.")
+    drain_timeout_s: float = Field(
+        30.0, ge=0, description="On SIGTERM, how long in-flight requests may finish while new ones get 503; "
+        "those still running are then cut (streams end with an error event) and the exit code is 3."
+    )
     vllm: VllmConfig = Field(default_factory=VllmConfig, description="vLLM backend settings.")
 
     @model_validator(mode="after")

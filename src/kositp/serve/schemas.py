@@ -12,7 +12,56 @@ import time
 import uuid
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
+
+MAX_STOP_SEQUENCES = 16  # the schema's own cap; a server may allow fewer (ServeConfig.max_stop_sequences)
+
+# OpenAI request fields that clients (the official SDKs, replayed `model_dump()`s) may send as
+# null to mean "default". A null one is dropped before validation; a non-null unsupported one is
+# still rejected by name.
+NULL_MEANS_DEFAULT = frozenset({
+    "max_tokens", "max_completion_tokens", "temperature", "top_p", "stop", "seed", "stream", "stream_options",
+    "n", "presence_penalty", "frequency_penalty", "user", "logprobs", "top_logprobs", "echo", "suffix",
+    "best_of", "logit_bias", "tools", "tool_choice", "parallel_tool_calls", "functions", "function_call",
+    "response_format", "metadata", "store", "service_tier", "modalities", "audio", "prediction",
+    "reasoning_effort", "web_search_options",
+})
+# Fields of an assistant message as the SDK returns it; replaying it sends them as null.
+NULL_MESSAGE_FIELDS = frozenset({"refusal", "tool_calls", "function_call", "audio", "annotations"})
+
+
+def _lone_surrogate(value: Any, path: str = "") -> str | None:
+    """The first string (or key) in `value` that cannot be UTF-8, as "path: what is wrong"; else None.
+
+    JSON may carry a lone UTF-16 surrogate ("\\ud800"); no tokenizer or response can encode it, so the
+    request is refused naming the field instead of failing deep inside generation.
+    """
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            where = path or "body"
+            return f"{where}: contains a lone UTF-16 surrogate (U+{ord(value[exc.start]):04X}); send valid Unicode"
+        return None
+    if isinstance(value, dict):
+        items = value.items()
+    elif isinstance(value, list):
+        items = enumerate(value)
+    else:
+        return None
+    for key, item in items:
+        sub = f"{path}.{key}" if path else str(key)
+        found = _lone_surrogate(key, "a key") if isinstance(key, str) else None
+        found = found or _lone_surrogate(item, sub)
+        if found:
+            return found
+    return None
+
+
+def _drop_nulls(data: Any, fields: frozenset[str]) -> Any:
+    if isinstance(data, dict):
+        return {k: v for k, v in data.items() if not (v is None and k in fields)}
+    return data
 
 
 class _Strict(BaseModel):
@@ -26,10 +75,41 @@ class TextPart(_Strict):
     text: str
 
 
+# Content part types OpenAI defines that a text-only model cannot take, with what to tell the client.
+UNSUPPORTED_PARTS = {"image_url": "images are not supported (this model reads text only)",
+                     "input_image": "images are not supported (this model reads text only)",
+                     "input_audio": "audio input is not supported (this model reads text only)",
+                     "file": "file inputs are not supported (this model reads text only)"}
+
+
 class ChatMessage(_Strict):
     role: Literal["system", "user", "assistant", "developer"]
-    content: str | list[TextPart]
+    content: str | Annotated[list[TextPart], Field(min_length=1)]
     name: str | None = Field(None, max_length=64)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _replayed_fields(cls, data: Any) -> Any:
+        data = _drop_nulls(data, NULL_MESSAGE_FIELDS)
+        if isinstance(data, dict):
+            for key in ("tool_calls", "annotations"):
+                if data.get(key) == []:
+                    data = {k: v for k, v in data.items() if k != key}
+            if data.get("role") == "assistant" and "content" in data and data["content"] is None:
+                data = data | {"content": ""}  # an SDK reply without text replays as content: null
+        return data
+
+    @field_validator("content", mode="before")
+    @classmethod
+    def _parts(cls, value: Any) -> Any:
+        if isinstance(value, list):
+            if not value:
+                raise ValueError("content must be a string or a non-empty list of text parts")
+            for i, part in enumerate(value):
+                kind = part.get("type") if isinstance(part, dict) else None
+                if kind in UNSUPPORTED_PARTS:
+                    raise ValueError(f"part {i} is '{kind}': {UNSUPPORTED_PARTS[kind]}")
+        return value
 
     def text(self) -> str:
         if isinstance(self.content, str):
@@ -38,24 +118,40 @@ class ChatMessage(_Strict):
 
 
 class StreamOptions(_Strict):
-    include_usage: bool = False
+    include_usage: bool = Field(False, strict=True)
 
 
-class _SamplingParams(_Strict):
-    """Parameters shared by chat and text completions."""
+class SamplingParams(_Strict):
+    """The request fields chat and text completions share: model, length, sampling, stop, streaming.
+
+    Types are strict as in OpenAI's API (`"max_tokens": "10"` or `true` is a 400), `null` means the
+    default for every field OpenAI's schema lets be null, and unsupported settings must keep their
+    neutral value (n=1, penalties 0). Backends read a request through these fields and `stops`.
+    """
 
     model: str = Field(..., min_length=1, max_length=256)
-    max_tokens: int | None = Field(None, ge=1, description="Most tokens to generate.")
-    temperature: float = Field(1.0, ge=0.0, le=2.0, description="0 is greedy decoding.")
-    top_p: float = Field(1.0, gt=0.0, le=1.0)
-    stop: str | Annotated[list[str], Field(max_length=16)] | None = None
-    seed: int | None = Field(None, ge=-(2**63), le=2**64 - 1, description="Same seed, same sampled output.")
-    stream: bool = False
-    stream_options: StreamOptions | None = None
-    n: int = Field(1, ge=1, le=1, description="Only one choice per request is supported.")
-    presence_penalty: float = Field(0.0, ge=0.0, le=0.0, description="Not supported: must be 0.")
-    frequency_penalty: float = Field(0.0, ge=0.0, le=0.0, description="Not supported: must be 0.")
+    max_tokens: int | None = Field(None, ge=1, strict=True, description="Most tokens to generate.")
+    temperature: float = Field(1.0, ge=0.0, le=2.0, strict=True, description="0 is greedy decoding.")
+    top_p: float = Field(1.0, gt=0.0, le=1.0, strict=True)
+    stop: str | list[str] | None = Field(
+        None, description=f"Up to {MAX_STOP_SEQUENCES} strings (a server may allow fewer); generation ends "
+        "before the first one.")
+    seed: int | None = Field(None, ge=-(2**63), le=2**64 - 1, strict=True,
+                             description="Same seed, same sampled output.")
+    stream: bool = Field(False, strict=True)
+    stream_options: StreamOptions | None = Field(None, description="Only with stream: true.")
+    n: int = Field(1, ge=1, le=1, strict=True, description="Only one choice per request is supported.")
+    presence_penalty: float = Field(0.0, ge=0.0, le=0.0, strict=True, description="Not supported: must be 0.")
+    frequency_penalty: float = Field(0.0, ge=0.0, le=0.0, strict=True, description="Not supported: must be 0.")
     user: str | None = Field(None, max_length=256, description="Accepted and not stored.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _null_is_default(cls, data: Any) -> Any:
+        problem = _lone_surrogate(data)
+        if problem:
+            raise ValueError(problem)
+        return _drop_nulls(data, NULL_MEANS_DEFAULT)
 
     @field_validator("stop")
     @classmethod
@@ -63,21 +159,30 @@ class _SamplingParams(_Strict):
         if value is None:
             return []
         stops = [value] if isinstance(value, str) else list(value)
+        if len(stops) > MAX_STOP_SEQUENCES:
+            raise ValueError(f"{len(stops)} stop sequences; at most {MAX_STOP_SEQUENCES} are allowed")
         if any(not s for s in stops):
             raise ValueError("stop sequences must be non-empty strings")
         if any(len(s) > 256 for s in stops):
             raise ValueError("a stop sequence may be at most 256 characters")
         return stops
 
+    @field_validator("stream_options")
+    @classmethod
+    def _only_when_streaming(cls, value: StreamOptions | None, info: ValidationInfo) -> StreamOptions | None:
+        if value is not None and not info.data.get("stream"):
+            raise ValueError("stream_options is only allowed when stream is true")
+        return value
+
     @property
     def stops(self) -> list[str]:
         return list(self.stop or [])
 
 
-class ChatCompletionRequest(_SamplingParams):
+class ChatCompletionRequest(SamplingParams):
     messages: list[ChatMessage] = Field(..., min_length=1)
-    max_completion_tokens: int | None = Field(None, ge=1, description="Newer name of max_tokens.")
-    logprobs: bool = Field(False, description="Not supported: must be false.")
+    max_completion_tokens: int | None = Field(None, ge=1, strict=True, description="Newer name of max_tokens.")
+    logprobs: bool = Field(False, strict=True, description="Not supported: must be false.")
 
     @model_validator(mode="after")
     def _check(self) -> ChatCompletionRequest:
@@ -90,10 +195,12 @@ class ChatCompletionRequest(_SamplingParams):
         return self
 
 
-class CompletionRequest(_SamplingParams):
+class CompletionRequest(SamplingParams):
+    """A raw prompt: the text goes to the model as is, control tokens included (it is the template)."""
+
     prompt: str | Annotated[list[str], Field(min_length=1, max_length=1)]
-    echo: bool = Field(False, description="Not supported: must be false.")
-    logprobs: int | None = Field(None, description="Not supported: must be null.")
+    echo: bool = Field(False, strict=True, description="Not supported: must be false.")
+    logprobs: int | None = Field(None, strict=True, description="Not supported: must be null.")
 
     @model_validator(mode="after")
     def _check(self) -> CompletionRequest:
@@ -192,4 +299,9 @@ def sse_event(obj) -> bytes:
 
 
 def error_body(message: str, type_: str = "invalid_request_error", param: str | None = None, code: str | None = None):
+    """OpenAI's error object. The message may quote client input: lone surrogates in it are escaped
+    so the body always encodes as UTF-8."""
+    message = message.encode("utf-8", "backslashreplace").decode("utf-8")
+    if param is not None:
+        param = param.encode("utf-8", "backslashreplace").decode("utf-8")
     return {"error": {"message": message, "type": type_, "param": param, "code": code}}

@@ -1,13 +1,15 @@
-"""API keys and the request body size cap."""
+"""API keys and the request body guard (size cap, read timeout, one framing)."""
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import json
 import os
 from pathlib import Path
 
 from kositp.errors import KositpError
+from kositp.serve.schemas import error_body
 
 
 def load_api_keys(key_file: Path | None, env_var: str) -> list[bytes]:
@@ -41,39 +43,58 @@ def key_matches(presented: str, keys: list[bytes]) -> bool:
     return found
 
 
-class BodySizeLimit:
-    """ASGI middleware: a body over `limit` bytes gets 413 before it is read into memory."""
+class RequestBodyGuard:
+    """ASGI middleware: the app only ever sees a request body that arrived whole, within limits.
 
-    def __init__(self, app, limit: int) -> None:
+    The body is read here, counting the bytes actually received whatever the framing says: over
+    `limit` bytes is 413, and a body not complete within `timeout_s` (a Content-Length larger than
+    what is sent, a stalled upload) is 408. A request carrying both Content-Length and
+    Transfer-Encoding is refused with 400, as RFC 9112 (section 6.3) allows, since the two framings
+    disagree about where the body ends (request smuggling). The read body is then replayed to the app.
+    """
+
+    def __init__(self, app, limit: int, timeout_s: float) -> None:
         self.app = app
         self.limit = limit
+        self.timeout_s = timeout_s
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
-        headers = dict(scope.get("headers") or [])
-        length = headers.get(b"content-length")
-        if length is not None:
+        headers = scope.get("headers") or []
+        lengths = {v.strip() for k, v in headers if k.lower() == b"content-length"}
+        chunked = any(k.lower() == b"transfer-encoding" for k, _ in headers)
+        if lengths and chunked:
+            return await self._reject(send, 400, "a request may not carry both Content-Length and "
+                                                 "Transfer-Encoding (RFC 9112, section 6.3)")
+        if len(lengths) > 1:
+            return await self._reject(send, 400, "conflicting Content-Length headers")
+        if lengths:
             try:
-                too_big = int(length) > self.limit
+                declared = int(next(iter(lengths)))
             except ValueError:
                 return await self._reject(send, 400, "invalid Content-Length header")
-            if too_big:
+            if declared < 0:
+                return await self._reject(send, 400, "invalid Content-Length header")
+            if declared > self.limit:
                 return await self._reject(send, 413, f"request body exceeds {self.limit} bytes")
-            return await self.app(scope, receive, send)  # the server holds the body to its declared length
-        # No Content-Length (chunked upload): read up to the cap here, then replay it to the app.
         chunks: list[bytes] = []
         size = 0
-        while True:
-            message = await receive()
-            if message["type"] != "http.request":
-                return  # client went away
-            chunks.append(message.get("body", b""))
-            size += len(chunks[-1])
-            if size > self.limit:
-                return await self._reject(send, 413, f"request body exceeds {self.limit} bytes")
-            if not message.get("more_body", False):
-                break
+        try:
+            async with asyncio.timeout(self.timeout_s):
+                while True:
+                    message = await receive()
+                    if message["type"] != "http.request":
+                        return  # client went away
+                    chunks.append(message.get("body", b""))
+                    size += len(chunks[-1])
+                    if size > self.limit:
+                        return await self._reject(send, 413, f"request body exceeds {self.limit} bytes")
+                    if not message.get("more_body", False):
+                        break
+        except TimeoutError:
+            return await self._reject(send, 408, f"request body not received within {self.timeout_s:g} s "
+                                                 f"({size} bytes arrived)")
         body = b"".join(chunks)
         replayed = False
 
@@ -88,14 +109,13 @@ class BodySizeLimit:
 
     @staticmethod
     async def _reject(send, status: int, message: str) -> None:
-        body = json.dumps(
-            {"error": {"message": message, "type": "invalid_request_error", "param": None, "code": None}}
-        ).encode()
+        body = json.dumps(error_body(message)).encode()
         await send(
             {
                 "type": "http.response.start",
                 "status": status,
-                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
+                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
+                            (b"connection", b"close")],
             }
         )
         await send({"type": "http.response.body", "body": body})

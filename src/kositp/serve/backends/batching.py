@@ -305,21 +305,19 @@ class BatchingEngine:
         """One left-padded forward over the newcomers' prompts; samples their first token."""
         import torch
 
+        from kositp.batching import left_pad
+
         self.prefills += 1
         self.rows_run += len(jobs)
         rows = [_Row(j, self.tokenizer, self.eot_ids) for j in jobs]
-        width = max(len(j.prompt_ids) for j in jobs)
-        ids = torch.full((len(jobs), width), self.pad_id, dtype=torch.long)
-        mask = torch.zeros((len(jobs), width), dtype=torch.long)
-        for i, j in enumerate(jobs):  # left padding: every row's last prompt token is in the last column
-            ids[i, width - len(j.prompt_ids) :] = torch.tensor(j.prompt_ids, dtype=torch.long)
-            mask[i, width - len(j.prompt_ids) :] = 1
-        positions = (mask.cumsum(-1) - 1).clamp(min=0)
+        # left padding: every row's last prompt token is in the last column
+        padded = left_pad([j.prompt_ids for j in jobs], self.pad_id)
+        mask = padded.attention_mask
         with torch.inference_mode():
             # logits_to_keep=1: only the last position's logits are needed; with a 262k vocabulary
             # (Gemma 3) the full prefill logits would cost more than the rest of the model.
-            out = self.model(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True,
-                             logits_to_keep=1)
+            out = self.model(input_ids=padded.input_ids, attention_mask=mask, position_ids=padded.position_ids,
+                             use_cache=True, logits_to_keep=1)
             next_ids = _sample(out.logits[:, -1, :], rows)
         for row, token in zip(rows, next_ids.tolist(), strict=True):
             row.accept(token)

@@ -1,7 +1,9 @@
 """The in-process backend: a transformers model on this machine, with dynamic batching.
 
-The prompt is rendered with the model's own chat format from `kositp.chat` (the one it was
-trained and exported with), and generation stops at that format's end-of-turn ids.
+The prompt is encoded with the model's own chat format by `kositp.chat.encode_prompt` (the one it
+was trained and exported with; message content is always tokenized as text, so a user cannot forge
+a turn marker), and generation stops at that format's end-of-turn ids. A raw completions prompt is
+tokenized as is: it *is* the template, control tokens included.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from kositp.errors import KositpError
 from kositp.serve.backends.base import Backend, BackendRequestError, Event, Finished
 from kositp.serve.backends.batching import BatchingEngine, Job, SamplingSpec
 from kositp.serve.config import ServeConfig
-from kositp.serve.schemas import ChatCompletionRequest, CompletionRequest, _SamplingParams
+from kositp.serve.schemas import ChatCompletionRequest, CompletionRequest, SamplingParams
 
 
 def served_name(cfg: ServeConfig) -> str:
@@ -42,6 +44,17 @@ def load_for_serving(model: str, dtype: str):
     mdl = load_model(path, dtype=inference_dtype(dtype))
     mdl.eval()
     return mdl, tokenizer, eot
+
+
+def encode_chat(tokenizer, req: ChatCompletionRequest) -> list[int]:
+    """Prompt ids of a chat request in the model's template (`developer` is the system role)."""
+    from kositp.chat import encode_prompt
+
+    messages = [{"role": "system" if m.role == "developer" else m.role, "content": m.text()} for m in req.messages]
+    try:
+        return encode_prompt(tokenizer, messages, add_generation_prompt=True)
+    except Exception as exc:  # a template may reject a role order (e.g. two system turns)
+        raise BackendRequestError(f"messages do not fit the chat template: {exc}", param="messages") from None
 
 
 class TransformersBackend(Backend):
@@ -96,25 +109,19 @@ class TransformersBackend(Backend):
                 param="model",
             )
 
-    def _check_length(self, prompt_ids: list[int], max_tokens: int) -> None:
+    def _check_length(self, prompt_ids: list[int], max_tokens: int, param: str) -> None:
         limit = min(self.cfg.max_prompt_tokens, self.context_length - max_tokens)
         if len(prompt_ids) > limit:
             raise BackendRequestError(
-                f"the prompt has {len(prompt_ids)} tokens; at most {limit} fit with max_tokens={max_tokens}",
+                f"{param}: the prompt has {len(prompt_ids)} tokens; at most {limit} fit with max_tokens={max_tokens}",
                 code="context_length_exceeded",
-                param="messages",
+                param=param,
             )
 
     def chat(self, req: ChatCompletionRequest, max_tokens: int) -> AsyncIterator[Event]:
-        from kositp.chat import render
-
         self._check_model(req.model)
-        messages = [{"role": "system" if m.role == "developer" else m.role, "content": m.text()} for m in req.messages]
-        try:
-            prompt = render(self.tokenizer, messages, add_generation_prompt=True)
-        except Exception as exc:  # a template may reject a role order (e.g. two system turns)
-            raise BackendRequestError(f"messages do not fit the chat template: {exc}", param="messages") from None
-        ids = self.tokenizer(prompt, add_special_tokens=False)["input_ids"]
+        ids = encode_chat(self.tokenizer, req)
+        self._check_length(ids, max_tokens, "messages")
         return self._generate(ids, req, max_tokens)
 
     def complete(self, req: CompletionRequest, max_tokens: int) -> AsyncIterator[Event]:
@@ -122,10 +129,10 @@ class TransformersBackend(Backend):
         ids = self.tokenizer(req.prompt_text)["input_ids"]
         if not ids:
             raise BackendRequestError("the prompt is empty", param="prompt")
+        self._check_length(ids, max_tokens, "prompt")
         return self._generate(ids, req, max_tokens)
 
-    def _generate(self, ids: list[int], req: _SamplingParams, max_tokens: int) -> AsyncIterator[Event]:
-        self._check_length(ids, max_tokens)
+    def _generate(self, ids: list[int], req: SamplingParams, max_tokens: int) -> AsyncIterator[Event]:
         spec = SamplingSpec(max_tokens, req.temperature, req.top_p, req.stops, req.seed)
         return self._stream(Job(ids, spec, asyncio.get_running_loop(), asyncio.Queue()))
 

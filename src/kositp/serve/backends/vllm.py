@@ -5,9 +5,12 @@ environment, `make vllm-env`), or it proxies to `--upstream URL` replicas: reque
 round-robin to healthy replicas, a replica that refuses connections is marked unhealthy and
 skipped until its /health answers again.
 
-The chat template and end-of-turn ids still come from `kositp.chat`: the managed server gets the
-template as `--chat-template`, and every request carries the end-of-turn ids as `stop_token_ids`,
-so vLLM stops exactly where the transformers backend (and training) does.
+The chat template and end-of-turn ids still come from `kositp.chat`: when the model is a local
+directory, the gateway encodes chat requests itself (`kositp.chat.encode_prompt`, content always
+tokenized as text) and sends vLLM the token ids through /v1/completions, so vLLM sees exactly the
+prompt the transformers backend (and training) builds; every request carries the end-of-turn ids
+as `stop_token_ids`, so vLLM stops where they do. Without a local tokenizer (upstream replicas of a
+hub model), chat requests go to vLLM's /v1/chat/completions with the template it was given.
 """
 
 from __future__ import annotations
@@ -34,7 +37,7 @@ from kositp.serve.backends.base import (
     Finished,
     TextDelta,
 )
-from kositp.serve.backends.transformers import served_name
+from kositp.serve.backends.transformers import encode_chat, served_name
 from kositp.serve.config import ServeConfig
 from kositp.serve.schemas import ChatCompletionRequest, CompletionRequest
 
@@ -111,6 +114,7 @@ class VllmBackend(Backend):
         self._health_task: asyncio.Task | None = None
         self._ids: list[str] = [self.name, *cfg.vllm.lora_modules]
         self.stop_token_ids: list[int] = []
+        self.tokenizer = None  # the model's tokenizer with its chat template, when the model is a local directory
         self._tmp = tempfile.TemporaryDirectory(prefix="kositp-vllm-")
         self.log_path = Path(self._tmp.name) / "vllm.log"
 
@@ -129,6 +133,8 @@ class VllmBackend(Backend):
 
         tokenizer = load_tokenizer(model_path)
         fmt = load_chat_format(model_path, tokenizer)
+        tokenizer.chat_template = fmt.template
+        self.tokenizer = tokenizer
         self.stop_token_ids = end_of_turn_ids(tokenizer, fmt)
         path = Path(self._tmp.name) / "chat_template.jinja"
         path.write_text(fmt.template, encoding="utf-8")
@@ -252,6 +258,9 @@ class VllmBackend(Backend):
 
     def chat(self, req: ChatCompletionRequest, max_tokens: int) -> AsyncIterator[Event]:
         body = self._body(req, max_tokens)
+        if self.tokenizer is not None:
+            body["prompt"] = encode_chat(self.tokenizer, req)
+            return self._proxy("/v1/completions", body, chat=False)
         body["messages"] = [{"role": "system" if m.role == "developer" else m.role, "content": m.text()}
                             for m in req.messages]
         return self._proxy("/v1/chat/completions", body, chat=True)

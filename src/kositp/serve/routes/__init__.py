@@ -1,0 +1,1 @@
+"""The gateway's routers: generation (chat, completions), models, and service endpoints (health, docs)."""
