@@ -5,13 +5,19 @@ data build -> SFT (LoRA) -> task-grounded preference pairs -> DPO -> eval base/S
 record holding a key: the hash of the stage's settings and of the keys of the stages it reads.
 A re-run reuses every stage whose key is unchanged (`fresh=True` redoes everything), so a demo
 interrupted in the middle resumes where it stopped.
+
+Each stage runs in a child Python process (`call_in_child`): the models a stage loads go back to
+the OS when it ends, so the demo process itself never imports torch and stays small while it
+serves, beside the API server it starts.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -142,8 +148,8 @@ def _stage_recipes(cfg: DemoConfig) -> dict[str, str]:
 
 
 def build_stages(cfg: DemoConfig) -> list[Stage]:
-    from kositp.data.build import BuildConfig, build
-    from kositp.eval.run import EvalConfig, evaluate
+    from kositp.data.build import BuildConfig
+    from kositp.eval.run import EvalConfig
     from kositp.export.config import ExportConfig
     from kositp.export.run import export
     from kositp.train.pairs import build_pairs
@@ -173,31 +179,27 @@ def build_stages(cfg: DemoConfig) -> list[Stage]:
                           out=folder, max_new_tokens=96 if not cfg.quick else 32, batch_size=EVAL_BATCH_SIZE)
 
     def run_data(folder: Path) -> dict:
-        result = build(data_cfg, folder)
-        return {"counts": result.card["counts"]} if hasattr(result, "card") else {}
+        return call_in_child(data_stage, data_cfg, folder)
 
     def run_sft(folder: Path) -> dict:
-        train_sft(sft_cfg)
-        return _run_summary(folder)
+        return call_in_child(training_stage, train_sft, sft_cfg, folder)
 
     def run_pairs(folder: Path) -> dict:
-        return build_pairs(**pairs_args)
+        return call_in_child(build_pairs, **pairs_args)
 
     def run_pref(folder: Path) -> dict:
-        train_pref(pref_cfg)
-        return _run_summary(folder)
+        return call_in_child(training_stage, train_pref, pref_cfg, folder)
 
     def eval_stage(name: str, title: str, target: str, needs: list[str]) -> Stage:
         settings = eval_cfg(target, out / "eval" / name)
 
         def _run(folder: Path) -> dict:
-            report = evaluate(settings)
-            return {"headline": {k: v for k, v in report["headline"].items() if k.count("/") == 1}}
+            return call_in_child(evaluation_stage, settings)
 
         return Stage(f"eval/{name}", title, {"eval": settings.model_dump(mode="json")}, _run, needs)
 
     def run_export(folder: Path) -> dict:
-        return export(ExportConfig(run=str(out / "dpo"), out=str(folder)))
+        return call_in_child(export, ExportConfig(run=str(out / "dpo"), out=str(folder)))
 
     sample_digest = tree_digest(Path(kositp.__file__).parent / "resources" / "samples")
     return [
@@ -215,6 +217,77 @@ def build_stages(cfg: DemoConfig) -> list[Stage]:
         Stage("export", "Export the DPO model for vLLM (merged safetensors + chat template)", {}, run_export,
               ["dpo"]),
     ]
+
+
+# ------------------------------------------------------------------------------ stages in child processes
+
+
+def data_stage(cfg, folder: Path) -> dict:
+    from kositp.data.build import build
+
+    result = build(cfg, folder)
+    return {"counts": result.card["counts"]} if hasattr(result, "card") else {}
+
+
+def training_stage(train, cfg, folder: Path) -> dict:
+    train(cfg)
+    return _run_summary(folder)
+
+
+def evaluation_stage(cfg) -> dict:
+    from kositp.eval.run import evaluate
+
+    report = evaluate(cfg)
+    return {"headline": {k: v for k, v in report["headline"].items() if k.count("/") == 1}}
+
+
+def _child_main(result_file: str, fn, args, kwargs) -> None:
+    """The child's side of `call_in_child`: run, and leave the outcome as JSON in `result_file`."""
+    try:
+        outcome = {"result": fn(*args, **kwargs)}
+    except KeyboardInterrupt:  # Ctrl-C reached the whole process group; the parent reports it
+        sys.exit(130)
+    except KositpError as exc:
+        outcome = {"error": str(exc), "exit_code": exc.exit_code}
+    Path(result_file).write_text(json.dumps(outcome, ensure_ascii=False, default=str), encoding="utf-8")
+
+
+def call_in_child(fn, *args, **kwargs):
+    """`fn(*args, **kwargs)` in a fresh Python process (multiprocessing spawn); returns its JSON-able result.
+
+    Everything the call loads (models, tokenizers, allocator arenas) leaves with the child. A
+    KositpError in the child is raised again here with its message; any other failure has printed
+    its traceback in the child and becomes one line naming the function.
+    """
+    import multiprocessing
+    import tempfile
+
+    fd, result_file = tempfile.mkstemp(prefix="kositp-stage-", suffix=".json")
+    os.close(fd)
+    try:
+        child = multiprocessing.get_context("spawn").Process(target=_child_main,
+                                                              args=(result_file, fn, args, kwargs))
+        child.start()
+        try:
+            child.join()
+        except KeyboardInterrupt:
+            child.terminate()
+            child.join()
+            raise
+        text = Path(result_file).read_text(encoding="utf-8")
+    finally:
+        Path(result_file).unlink(missing_ok=True)
+    if child.exitcode == 130:
+        raise KeyboardInterrupt
+    if child.exitcode != 0 or not text:
+        raise KositpError(f"{fn.__name__} failed in its child process (exit code {child.exitcode}); "
+                          "see its output above")
+    outcome = json.loads(text)
+    if "error" in outcome:
+        error = KositpError(outcome["error"])
+        error.exit_code = outcome["exit_code"]
+        raise error
+    return outcome["result"]
 
 
 def _run_summary(folder: Path) -> dict:
@@ -267,36 +340,61 @@ def run_demo(cfg: DemoConfig, console=None) -> dict:
     return summary
 
 
+def _raise_interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt
+
+
 def serve_until_interrupted(cfg: DemoConfig, console) -> None:
-    """Start `kositp serve` on the export and `kositp ui` on top of it; stop both on Ctrl-C."""
+    """Start `kositp serve` on the export and `kositp ui` on top of it; Ctrl-C stops both and exits 130.
+
+    The two servers run in their own sessions, so the terminal's Ctrl-C (sent to its whole foreground
+    process group) reaches only this process, which then stops them in order: a server that ended
+    by itself is the only one reported as unexpected. SIGTERM stops them the same way.
+    """
     api = f"http://{cfg.host}:{cfg.api_port}/v1"
     serve = [sys.executable, "-m", "kositp.cli", "serve", "--model", str(cfg.out / "export"),
              "--backend", "transformers", "--host", cfg.host, "--port", str(cfg.api_port)]
     ui = [sys.executable, "-m", "kositp.cli", "ui", "--api", api, "--host", cfg.host, "--port", str(cfg.ui_port)]
     from kositp.serve.process import wait_ready
 
-    processes = [subprocess.Popen(serve)]
+    processes: list[subprocess.Popen] = []
+    handlers = {sig: signal.signal(sig, _raise_interrupt) for sig in (signal.SIGINT, signal.SIGTERM)}
+    interrupted = False
     try:
+        processes.append(subprocess.Popen(serve, start_new_session=True))
         try:
             wait_ready(f"http://{cfg.host}:{cfg.api_port}", 300, processes[0])
         except (RuntimeError, TimeoutError) as exc:
             raise KositpError(f"the API server did not start: {exc}") from None
-        processes.append(subprocess.Popen(ui))
+        processes.append(subprocess.Popen(ui, start_new_session=True))
         console.rule("[bold]serving")
         console.print(f"API (OpenAI-compatible): {api}")
         console.print(f"chat page: http://{cfg.host}:{cfg.ui_port}")
         console.print("Ctrl-C stops both.")
         while all(p.poll() is None for p in processes):
-            time.sleep(1)
+            time.sleep(0.5)
         raise KositpError("a server stopped unexpectedly; see its output above")
     except KeyboardInterrupt:
-        console.print("stopping")
+        interrupted = True
     finally:
-        for process in processes:
-            if process.poll() is None:
-                process.terminate()
-        for process in processes:
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                process.kill()
+        for sig in handlers:  # a second Ctrl-C must not cut the shutdown short and leave a server behind
+            signal.signal(sig, signal.SIG_IGN)
+        stop_processes(processes)
+        for sig, handler in handlers.items():
+            signal.signal(sig, handler)
+    if interrupted:
+        console.print("stopped: the API server and the chat page are shut down")
+        raise SystemExit(130)
+
+
+def stop_processes(processes: list[subprocess.Popen], timeout_s: float = 30) -> None:
+    """SIGTERM to every running one, then wait; kill those still running after `timeout_s`."""
+    for process in processes:
+        if process.poll() is None:
+            process.terminate()
+    for process in processes:
+        try:
+            process.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
