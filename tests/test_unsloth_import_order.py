@@ -39,6 +39,7 @@ import os
 if os.environ.get("FAKE_CUDA") == "1":
     import torch
     torch.cuda.is_available = lambda: True
+    torch.cuda.get_device_name = lambda *args, **kwargs: "stand-in GPU"
 """
 
 RECORDS = [
@@ -115,6 +116,27 @@ def test_bench_train_child_imports_unsloth_first_and_inherits_offline_settings(s
     assert len(records) == 1  # the measured child imported it; the parent never trains
     assert records[0]["already_imported"] == []
     assert records[0]["env"] == OFFLINE_VARIABLES  # a child process of kositp sees the offline settings
+
+
+def test_demo_training_stage_imports_unsloth_first(standin, tmp_path):
+    proc, records = _kositp(standin, "demo", "--quick", "--no-serve", "--out", str(tmp_path / "demo"), fake_cuda=True)
+    assert proc.returncode != 0 and f"exit code {STANDIN_EXIT}" in proc.stderr, proc.stderr[-2000:]
+    assert [r["already_imported"] for r in records] == [[]]  # the SFT stage's child, before anything else
+
+
+def test_bench_gpu_unsloth_case_imports_unsloth_first(standin, data, tmp_path, tiny_model_dir):
+    from kositp.bench.model_shapes import write_random_model
+
+    out = tmp_path / "gpu"
+    write_random_model("llama-tiny", out / "models" / "llama-tiny", str(tiny_model_dir))  # on the real (CPU) torch
+    proc, records = _kositp(standin, "bench", "gpu", "--out", str(out), "--shapes", "llama-tiny", "--adapters",
+                            "lora", "--variants", "kositp-unsloth", "--no-extras", "--data", str(data),
+                            "--tokenizer", str(tiny_model_dir), fake_cuda=True)
+    assert proc.returncode == 0, proc.stderr[-2000:]  # the case failed and was recorded; the run did not
+    case = json.loads((out / "bench_gpu.json").read_text(encoding="utf-8"))["cases"][0]
+    assert case["status"] == f"failed (exit {STANDIN_EXIT})"
+    assert [r["already_imported"] for r in records] == [[]]
+    assert records[0]["env"] == OFFLINE_VARIABLES
 
 
 def test_online_switch_leaves_the_hub_variables_alone(standin, data, tmp_path):

@@ -1,0 +1,90 @@
+"""`kositp bench gpu` as far as a CPU takes it: the published shapes' parameter counts (on the meta
+device, nothing allocated), the real plain-TRL and kositp variants on the tiny shape, and failures
+recorded per case instead of ending the run. The GPU figures themselves come from running the
+command on a GPU (scripts/gpu_check.sh); no timing is asserted here."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from kositp.bench.gpu import write_pairs
+from kositp.bench.model_shapes import PUBLISHED_PARAMETERS, parameter_count, shape_config
+
+RECORDS = [
+    ("한국의 수도는 어디인가요?", "한국의 수도는 서울입니다."),
+    ("다음 단어의 반대말은? 크다", "작다"),
+    ("부산은 어느 나라의 도시인가요?", "부산은 대한민국의 도시입니다."),
+    ("질문에 예 또는 아니요로 답하세요: 물은 100도에서 끓나요?", "예"),
+    ("'바다'를 넣어 짧은 문장을 만드세요.", "여름에는 가족과 함께 바다에 갑니다."),
+]
+
+
+@pytest.fixture
+def data(tmp_path):
+    folder = tmp_path / "data"
+    folder.mkdir()
+    with open(folder / "train.jsonl", "w", encoding="utf-8") as fh:
+        for i, (question, answer) in enumerate(RECORDS):
+            messages = [{"role": "user", "content": question}, {"role": "assistant", "content": answer}]
+            fh.write(json.dumps({"id": f"r{i}", "task": "t", "messages": messages}, ensure_ascii=False) + "\n")
+    return folder
+
+
+@pytest.mark.parametrize("shape", sorted(PUBLISHED_PARAMETERS))
+def test_shapes_have_the_published_parameter_counts(shape):
+    assert parameter_count(shape) == PUBLISHED_PARAMETERS[shape]
+
+
+def test_shape_vocabulary_widens_for_a_larger_tokenizer_but_never_narrows():
+    assert shape_config("llama-tiny", vocab_size=5000).vocab_size == 5000
+    assert shape_config("llama-3.2-1b", vocab_size=4096).vocab_size == 128256
+
+
+def test_pairs_reject_another_records_answer(data, tmp_path):
+    pairs = [json.loads(line) for line in write_pairs(data, tmp_path / "pairs.jsonl", 8).read_text().splitlines()]
+    assert len(pairs) == len(RECORDS)
+    for pair in pairs:
+        assert pair["prompt"][-1]["role"] == "user"
+        assert pair["chosen"][0]["content"] != pair["rejected"][0]["content"]
+
+
+def test_cpu_run_measures_plain_trl_and_kositp_and_records_each_failure(data, tmp_path, tiny_model_dir):
+    out = tmp_path / "bench"
+    proc = subprocess.run(
+        [sys.executable, "-m", "kositp.cli", "bench", "gpu", "--out", str(out), "--shapes", "llama-tiny",
+         "--adapters", "lora", "--data", str(data), "--tokenizer", str(tiny_model_dir), "--steps", "2",
+         "--batch-size", "2", "--budget", "600"],
+        capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    report = json.loads((out / "bench_gpu.json").read_text(encoding="utf-8"))
+    cases = {c["variant"]: c for c in report["cases"]}
+    plain, ours, unsloth = cases["trl-plain"], cases["kositp-trl"], cases["kositp-unsloth"]
+    for case in (plain, ours):
+        assert case["status"] == "ok" and case["steps"] == 2 and len(case["losses"]) == 2
+        assert case["tokens_per_s"] > 0 and 0 < case["loss_tokens"] < case["non_pad_tokens"]
+    # the same records and loss mask on both sides; padded batches hold more positions
+    assert plain["mask_sha256"] == ours["mask_sha256"] and plain["loss_tokens"] == ours["loss_tokens"]
+    assert plain["positions"] > ours["positions"] == ours["non_pad_tokens"] == plain["non_pad_tokens"]
+    assert not plain["padding_free"] and ours["padding_free"]
+    assert ours["final_loss"] == pytest.approx(plain["final_loss"], rel=0.03)
+    # Unsloth has no CPU path: that case fails with kositp's one-line reason, the run goes on
+    assert unsloth["status"] == "failed (exit 1)" and "needs a CUDA GPU" in unsloth["error"]
+    # the end-to-end chain stops at QLoRA (CUDA only) and says why; later steps are skipped, not run
+    steps = report["extras"]["steps"]
+    assert steps["sft_qlora"]["status"] == "failed (exit 2)" and "CUDA" in steps["sft_qlora"]["error"]
+    assert steps["dpo_step"]["status"] == steps["export_merge"]["status"] == "skipped: an earlier step failed"
+    assert (out / "models" / "llama-tiny" / "config.json").is_file()
+    md = (out / "bench_gpu.md").read_text(encoding="utf-8")
+    assert "| llama-tiny | lora | trl-plain | ok |" in md and "sft_qlora: failed" in md
+
+
+def test_unknown_shape_is_one_line_error(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "kositp.cli", "bench", "gpu", "--out", str(tmp_path),
+                           "--shapes", "llama-9b"], capture_output=True, text=True, timeout=300)
+    assert proc.returncode != 0
+    assert proc.stderr.strip().splitlines() == [
+        "error: unknown shape(s) llama-9b; choose from llama-3.2-1b, llama-3.1-8b, gemma-3-1b, llama-tiny"]
