@@ -46,7 +46,7 @@ def test_config_with_unknown_key_exits_with_one_line(tmp_path: Path):
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1, result.stderr
-    assert "unknown config key 'learnig_rate'" in lines[0] and "did you mean 'learning_rate'" in lines[0]
+    assert "unknown config key 'learnig_rate'" in lines[0] and "did you mean 'trainer.learning_rate'" in lines[0]
     assert run_cli("config", "check", str(recipe.parent.parent.parent / "missing.yaml"), "--schema", "sft").returncode == 2
 
 

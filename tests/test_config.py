@@ -36,8 +36,30 @@ def test_unknown_key_names_the_closest_valid_key(tmp_path):
     cfg_file.write_text("learnig_rate: 0.1\n", encoding="utf-8")
     with pytest.raises(KositpError, match="unknown config key 'learnig_rate'.*did you mean 'learning_rate'"):
         load_config(Recipe, cfg_file)
-    with pytest.raises(KositpError, match="'lora.rnak'.*did you mean 'rank'"):
+    with pytest.raises(KositpError, match="'lora.rnak'.*did you mean 'lora.rank'"):
         load_config(Recipe, None, ["lora.rnak=4"])
+    with pytest.raises(KositpError, match="unknown config key 'rank'.*did you mean 'lora.rank'"):
+        load_config(Recipe, None, ["rank=4"])  # a grouped setting given at the top level
+
+
+def test_flags_override_the_file_only_when_given_and_key_values_win(tmp_path):
+    cfg_file = tmp_path / "r.yaml"
+    cfg_file.write_text("model: default\nmax_steps: 5\n", encoding="utf-8")
+    cfg = load_config(Recipe, cfg_file, [], flags={"model": None, "max_steps": None})
+    assert (cfg.model, cfg.max_steps) == ("default", 5)  # flags not given leave the file's values
+    cfg = load_config(Recipe, cfg_file, [], flags={"model": tmp_path / "m", "max_steps": 7})
+    assert (cfg.model, cfg.max_steps) == (str(tmp_path / "m"), 7)  # a Path flag validates like its text
+    assert load_config(Recipe, cfg_file, ["max_steps=9"], flags={"max_steps": 7}).max_steps == 9
+    with pytest.raises(KositpError, match="invalid value for 'max_steps' in .*command-line flags"):
+        load_config(Recipe, cfg_file, [], flags={"max_steps": 0})
+
+
+def test_a_missing_required_setting_is_named():
+    class Needs(Config):
+        run: str
+
+    with pytest.raises(KositpError, match="missing setting 'run'.*run=..."):
+        load_config(Needs, None, [], flags={"run": None})
 
 
 def test_override_type_is_checked():

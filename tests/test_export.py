@@ -119,16 +119,27 @@ def test_served_export_uses_its_template_and_stops_at_end_of_turn(exported):
                                    add_generation_prompt=True).endswith("<|im_start|>assistant\n")
 
 
-def test_bf16_export_is_checked_with_a_dtype_tolerance(run_dir, tmp_path):
+def test_bf16_export_from_a_recipe_is_checked_with_a_dtype_tolerance(run_dir, tmp_path):
+    """`dtype: bf16` in the export recipe holds when the command line gives no --dtype."""
     import torch
     from transformers import AutoModelForCausalLM
 
-    from kositp.export import ExportConfig, export
-
-    record = export(ExportConfig(run=run_dir, out=tmp_path / "bf16", dtype="bf16"))
-    assert record["logits_check"]["passed"]
+    proc = _cli("--config", "export/bf16", "--run", str(run_dir), "--out", str(tmp_path / "bf16"))
+    assert proc.returncode == 0, proc.stderr
+    record = json.loads((tmp_path / "bf16" / "kositp_export.json").read_text())
+    assert record["dtype"] == "bf16" and record["logits_check"]["passed"]
     model = AutoModelForCausalLM.from_pretrained(tmp_path / "bf16", dtype="auto")
     assert model.dtype == torch.bfloat16
+
+
+def test_the_base_model_comes_from_one_rule(run_dir, tmp_path):
+    """The directory training resolved when it is still here (the exact weights), else the recipe's name."""
+    from kositp.train.record import read_run
+
+    record = read_run(run_dir)
+    assert record.base_model_source() == record.base_model_path
+    moved = record.model_copy(update={"base_model_path": str(tmp_path / "elsewhere")})
+    assert moved.base_model_source() == "tiny"
 
 
 def _cli(*args: str) -> subprocess.CompletedProcess:
@@ -149,6 +160,8 @@ def test_cli_exports_and_prints_the_logits_check(run_dir, tmp_path):
         ("missing", "no run.json"),
         ("bad_json", "not valid UTF-8 JSON"),
         ("no_adapter", "does not exist"),
+        ("both_dirs", "exactly one of 'adapter' and 'model'"),
+        ("no_kind", "kind: Field required"),
     ],
 )
 def test_cli_bad_runs_fail_with_one_line(tmp_path, setup, message):
@@ -156,9 +169,14 @@ def test_cli_bad_runs_fail_with_one_line(tmp_path, setup, message):
     run.mkdir()
     if setup == "bad_json":
         (run / "run.json").write_text("{not json")
-    elif setup == "no_adapter":
-        (run / "run.json").write_text(json.dumps({"kind": "sft", "base_model": "tiny", "adapter": "adapter",
-                                                  "model": None}))
+    elif setup in ("no_adapter", "both_dirs", "no_kind"):
+        record = {"kind": "sft", "method": "sft", "base_model": "tiny", "adapter": "adapter", "model": None,
+                  "chat_format": "chatml", "final_step": 1}
+        if setup == "both_dirs":
+            record["model"] = "model"
+        if setup == "no_kind":
+            del record["kind"]
+        (run / "run.json").write_text(json.dumps(record))
     proc = _cli("--run", str(run), "--out", str(tmp_path / "out"))
     assert proc.returncode == 2
     assert message in proc.stderr and "Traceback" not in proc.stderr

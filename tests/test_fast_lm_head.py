@@ -10,6 +10,20 @@ from kositp.train import fast_lm_head
 from kositp.train.fast_lm_head import FastLabelLogProb
 
 
+@pytest.fixture
+def fast_head(monkeypatch):
+    """kositp's fast head in TRL's kernel slot for this test (as on a CPU without Triton), restored after."""
+    import trl.trainer.utils as trl_utils
+
+    from kositp.train.speedups import FAST_KERNEL, lm_head_kernel
+
+    monkeypatch.setattr(trl_utils, "_ChunkedLogProbFunction", None)
+    with lm_head_kernel("fast") as kernel:
+        assert kernel == FAST_KERNEL
+        yield
+
+
+
 def _reference(hidden, weight, bias, targets, temperature, softcap, scale):
     z = F.linear(hidden, weight, bias).float() * scale
     if softcap is not None:
@@ -115,13 +129,12 @@ def test_bf16_autocast_stays_close_to_fp32():
     assert cos > 0.99
 
 
-def test_tiny_lora_model_loss_and_grads_match_the_models_own_loss(tiny_model_dir):
+def test_tiny_lora_model_loss_and_grads_match_the_models_own_loss(tiny_model_dir, fast_head):
     """Through TRL's fused head on a PEFT-wrapped model, as the SFT trainer runs it (padding-free position ids)."""
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM
     from trl.trainer.utils import add_fused_lm_head
 
-    assert fast_lm_head.install()
     torch.manual_seed(0)
     model = AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.float32)
     add_fused_lm_head(model, outputs=("log_probs", "entropy", "is_top1"))

@@ -26,6 +26,19 @@ def _tiny_llama(tiny_model_dir):
 
     return AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.float32)
 
+@pytest.fixture
+def fast_head(monkeypatch):
+    """kositp's fast head in TRL's kernel slot for this test (as on a CPU without Triton), restored after."""
+    import trl.trainer.utils as trl_utils
+
+    from kositp.train.speedups import FAST_KERNEL, lm_head_kernel
+
+    monkeypatch.setattr(trl_utils, "_ChunkedLogProbFunction", None)
+    with lm_head_kernel("fast") as kernel:
+        assert kernel == FAST_KERNEL
+        yield
+
+
 
 @pytest.fixture(params=["llama", "gemma3"])
 def base_model(request, tiny_model_dir):
@@ -42,8 +55,7 @@ def _with_lora(model):
                                             init_lora_weights=False))
 
 
-def test_bf16_embedding_matches_the_fp32_model_with_the_same_rounded_values(base_model, monkeypatch):
-    assert fast_lm_head.install()
+def test_bf16_embedding_matches_the_fp32_model_with_the_same_rounded_values(base_model, monkeypatch, fast_head):
     monkeypatch.setattr(fast_lm_head, "VOCAB_SLICE", 128)  # several slices of the tiny vocabularies
     reference = copy.deepcopy(base_model)
     with torch.no_grad():  # what bf16 storage keeps of each value, held in fp32

@@ -30,7 +30,7 @@ def test_two_process_sft_on_cpu(tmp_path, tiny_model_dir):
            "--main_process_port", str(_free_port()),
            "-m", "kositp.cli", "train", "sft", "--config", "sft/tiny",
            "--data", str(REPO / "tests/fixtures/train/sft"), "--out", str(run),
-           "max_steps=4", "save_steps=4", "eval_steps=100", "progress=false"]
+           "trainer.max_steps=4", "trainer.save_steps=4", "trainer.eval_steps=100", "progress=false"]
     env = os.environ | {"OMP_NUM_THREADS": "1"}
     result = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600, cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]

@@ -13,13 +13,15 @@ REPO = Path(__file__).resolve().parents[1]
 FIXTURES = REPO / "tests" / "fixtures" / "train"
 
 
-def _cfg(out: Path, config: str | None = "tiny-dpo.yaml", **over):
+def _cfg(out: Path, config: str | None = "tiny-dpo.yaml", trainer: dict | None = None, **over):
     from kositp.config import load_config
     from kositp.train.pref import PrefConfig
 
     cfg = load_config(PrefConfig, RECIPES_DIR / "pref" / config) if config else PrefConfig()
     for key, value in ({"data": str(FIXTURES / "pref"), "out": str(out), "progress": False} | over).items():
         setattr(cfg, key, value)
+    for key, value in (trainer or {}).items():
+        setattr(cfg.trainer, key, value)
     return cfg
 
 
@@ -35,7 +37,7 @@ def sft_run(tmp_path_factory, tiny_model_dir) -> Path:
     cfg = load_config(SFTConfig, "sft/tiny")
     cfg.data = str(FIXTURES / "sft")
     cfg.out = str(tmp_path_factory.mktemp("sft") / "run")
-    cfg.max_steps = 4
+    cfg.trainer.max_steps = 4
     cfg.progress = False
     return train_sft(cfg)
 
@@ -62,7 +64,7 @@ def test_dpo_raises_reward_accuracy_on_separable_pairs(tmp_path, tiny_model_dir)
 def test_other_methods_run_a_few_steps(tmp_path, tiny_model_dir, method):
     from kositp.train.pref import train_pref
 
-    run = train_pref(_cfg(tmp_path / method, model="tiny", method=method, max_steps=3, save_steps=3))
+    run = train_pref(_cfg(tmp_path / method, model="tiny", method=method, trainer={"max_steps": 3, "save_steps": 3}))
     losses = [r["loss"] for r in _metrics(run) if "loss" in r and r["split"] == "train"]
     assert len(losses) == 3 and all(loss == loss for loss in losses)  # finite, logged every step
     assert json.loads((run / "run.json").read_text())["method"] == method
@@ -70,13 +72,24 @@ def test_other_methods_run_a_few_steps(tmp_path, tiny_model_dir, method):
 
 
 def test_dpo_continues_the_sft_adapter_and_saves_one_adapter(tmp_path, sft_run):
+    import trl.trainer.utils as trl_utils
     from safetensors.torch import load_file
 
     from kositp.train.pref import train_pref
+    from kositp.train.speedups import FAST_KERNEL, PLAIN_KERNEL, TRL_KERNEL
 
-    run = train_pref(_cfg(tmp_path / "dpo", model=None, sft_run=str(sft_run), max_steps=3, save_steps=3))
+    # SFT ran in this process (the sft_run fixture) and left TRL's kernel slot as TRL set it
+    original = trl_utils._ChunkedLogProbFunction
+    assert original is None or original.__module__.startswith("trl.")
+    cfg = _cfg(tmp_path / "dpo", model=None, sft_run=str(sft_run), trainer={"max_steps": 3, "save_steps": 3})
+    cfg.cpu.fast_lm_head = False
+    run = train_pref(cfg)
+    assert trl_utils._ChunkedLogProbFunction is original  # and so does DPO
     record = json.loads((run / "run.json").read_text())
     assert record["parent_run"] == str(sft_run) and record["base_model"] == "tiny"
+    # what this run used is recorded, and it is what it asked for, whatever ran before it
+    assert record["speedups"]["lm_head"] == (PLAIN_KERNEL if original is None else TRL_KERNEL)
+    assert json.loads((sft_run / "run.json").read_text())["speedups"]["lm_head"] in (FAST_KERNEL, TRL_KERNEL)
     assert not [p for p in (run / "adapter").iterdir() if p.is_dir()]  # the frozen "ref" copy is not saved
     before = load_file(sft_run / "adapter" / "adapter_model.safetensors")
     after = load_file(run / "adapter" / "adapter_model.safetensors")
@@ -110,7 +123,7 @@ def test_pref_cli_errors(tmp_path, tiny_model_dir, bad, monkeypatch, capsys):
         expect = "data not found"
     else:
         args += ["--method", "dpo", "--data", str(FIXTURES / "pref"), "--adapter", str(tmp_path)]
-        expect = "not a kositp run directory"
+        expect = "not a kositp training run directory"
     monkeypatch.setattr(sys, "argv", ["kositp", *args])
     with pytest.raises(SystemExit) as exited:
         main()
@@ -129,7 +142,7 @@ def test_pairs_from_the_sft_runs_own_answers_then_dpo_on_them(tmp_path, sft_run)
     assert info["pairs"] == 8 and sum(info["rejected_from"].values()) == 8
     assert info["rejected_from"].get("model", 0) > 0
     run = train_pref(_cfg(tmp_path / "dpo", model=None, sft_run=str(sft_run), data=str(tmp_path / "pairs"),
-                          max_steps=2, save_steps=2))
+                          trainer={"max_steps": 2, "save_steps": 2}))
     assert json.loads((run / "run.json").read_text())["final_step"] == 2
 
 
@@ -142,5 +155,5 @@ def test_pref_reads_the_preference_file_of_a_data_build_directory(tmp_path, tiny
                                        encoding="utf-8")
     (build / "preference.jsonl").write_text((FIXTURES / "pref" / "train.jsonl").read_text(encoding="utf-8"),
                                             encoding="utf-8")
-    run = train_pref(_cfg(tmp_path / "dpo", model="tiny", data=str(build), max_steps=1, save_steps=1))
+    run = train_pref(_cfg(tmp_path / "dpo", model="tiny", data=str(build), trainer={"max_steps": 1, "save_steps": 1}))
     assert json.loads((run / "summary.json").read_text())["train_records"] == 24

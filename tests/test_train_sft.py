@@ -18,13 +18,15 @@ SFT_DATA = FIXTURES / "sft"
 EXPECTED = FIXTURES / "expected_losses.json"
 
 
-def _tiny_cfg(out: Path, **over):
+def _tiny_cfg(out: Path, trainer: dict | None = None, **over):
     from kositp.config import load_config
     from kositp.train.sft import SFTConfig
 
     cfg = load_config(SFTConfig, "sft/tiny")
     for key, value in ({"data": str(SFT_DATA), "out": str(out), "progress": False} | over).items():
         setattr(cfg, key, value)
+    for key, value in (trainer or {}).items():
+        setattr(cfg.trainer, key, value)
     return cfg
 
 
@@ -52,7 +54,7 @@ def test_assistant_mask_is_exactly_the_answer_and_end_of_turn(tmp_path, tiny_mod
         {"role": "assistant", "content": "예, 그렇습니다."},
     ]}
     data.write_text(json.dumps(record, ensure_ascii=False) + "\n", encoding="utf-8")
-    cfg = _tiny_cfg(tmp_path / "run", data=str(data), max_steps=1)
+    cfg = _tiny_cfg(tmp_path / "run", data=str(data), trainer={"max_steps": 1})
     trainer, loaded, _ = build_sft_trainer(cfg, tmp_path / "run")
     tok = loaded.tokenizer
     assert tok.pad_token_id != tok.eos_token_id
@@ -74,7 +76,7 @@ def test_padding_free_batches_do_not_leak_across_samples(tmp_path, tiny_model_di
 
     from kositp.train.sft import build_sft_trainer
 
-    cfg = _tiny_cfg(tmp_path / "run", max_steps=1)
+    cfg = _tiny_cfg(tmp_path / "run", trainer={"max_steps": 1})
     trainer, _, _ = build_sft_trainer(cfg, tmp_path / "run")
     model = trainer.model.eval()
     a, b = trainer.train_dataset[0], trainer.train_dataset[1]
@@ -100,12 +102,17 @@ def test_sft_loss_falls_and_matches_stored_values(tiny_run: Path):
 
 
 def test_sft_run_directory_layout(tiny_run: Path):
+    import trl.trainer.utils as trl_utils
+
     from kositp.chat import CHAT_FORMAT_FILE
+    from kositp.train.speedups import FAST_KERNEL, TRL_KERNEL
 
     record = json.loads((tiny_run / "run.json").read_text())
+    trl_has_a_kernel = trl_utils._ChunkedLogProbFunction is not None  # Triton: TRL's own kernel runs
     assert record == {
         "kind": "sft", "method": "sft", "base_model": "tiny", "base_model_path": record["base_model_path"],
         "adapter": "adapter", "model": None, "chat_format": "chatml", "final_step": 16, "parent_run": None,
+        "speedups": {"lm_head": TRL_KERNEL if trl_has_a_kernel else FAST_KERNEL},
     }
     adapter = tiny_run / "adapter"
     for name in ("adapter_config.json", "adapter_model.safetensors", "tokenizer.json", CHAT_FORMAT_FILE,
@@ -150,7 +157,7 @@ def test_bad_input_is_one_clear_line(tmp_path, tiny_model_dir, case, monkeypatch
     data = tmp_path / "data.jsonl"
     args = ["train", "sft", "--model", "tiny", "--data", str(data), "--out", str(tmp_path / "run")]
     expect = {"missing_data": "data not found", "bad_json": "data.jsonl:2: not valid JSON",
-              "unknown_key": "did you mean 'learning_rate'", "no_assistant": "no assistant message",
+              "unknown_key": "did you mean 'trainer.learning_rate'", "no_assistant": "no assistant message",
               "qlora_on_cpu": "needs a CUDA GPU", "not_utf8": "not UTF-8"}[case]
     good = json.dumps({"messages": [{"role": "user", "content": "안녕"}, {"role": "assistant", "content": "네"}]},
                       ensure_ascii=False)
@@ -181,15 +188,15 @@ def test_bad_input_is_one_clear_line(tmp_path, tiny_model_dir, case, monkeypatch
 def test_sigkill_mid_training_then_resume_reaches_planned_step(tmp_path, tiny_model_dir):
     run = tmp_path / "run"
     args = ["train", "sft", "--config", "sft/tiny", "--data", str(SFT_DATA),
-            "--out", str(run), "max_steps=60", "save_steps=5", "eval_steps=1000", "per_device_train_batch_size=2",
-            "save_total_limit=2", "progress=false"]
+            "--out", str(run), "trainer.max_steps=60", "trainer.save_steps=5", "trainer.eval_steps=1000",
+            "trainer.per_device_train_batch_size=2", "trainer.save_total_limit=2", "progress=false"]
     proc = subprocess.Popen([sys.executable, "-m", "kositp.cli", *args], env=_env(),
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         deadline = time.time() + 240
-        while time.time() < deadline and proc.poll() is None:
-            if (run / "checkpoints" / "checkpoint-5" / "trainer_state.json").is_file():
-                break
+        while not (run / "checkpoints" / "checkpoint-5" / "trainer_state.json").is_file():
+            assert proc.poll() is None, "the run ended before writing checkpoint-5"
+            assert time.time() < deadline, "no checkpoint-5 within 240 s"
             time.sleep(0.02)
         assert proc.poll() is None, "the run ended before it could be killed"
         proc.send_signal(signal.SIGKILL)
@@ -222,8 +229,8 @@ def test_full_fine_tuning_writes_a_model_directory(tmp_path, tiny_model_dir):
     from kositp.chat import CHAT_FORMAT_FILE
     from kositp.train.sft import train_sft
 
-    run = train_sft(_tiny_cfg(tmp_path / "run", adapter_type="full", max_steps=2, save_steps=2, eval_steps=100,
-                              learning_rate=1e-3))
+    run = train_sft(_tiny_cfg(tmp_path / "run", adapter_type="full",
+                              trainer={"max_steps": 2, "save_steps": 2, "eval_steps": 100, "learning_rate": 1e-3}))
     record = json.loads((run / "run.json").read_text())
     assert record["model"] == "model" and record["adapter"] is None
     model_dir = run / "model"
@@ -246,7 +253,8 @@ def test_gemma_mask_keeps_end_of_turn_and_drops_the_model_header(tmp_path, defau
         {"role": "user", "content": "대한민국의 수도는?"},
         {"role": "assistant", "content": "서울입니다."},
     ]}, ensure_ascii=False) + "\n", encoding="utf-8")
-    cfg = _tiny_cfg(tmp_path / "run", model="default", chat_format="auto", data=str(data), max_steps=1)
+    cfg = _tiny_cfg(tmp_path / "run", model="default", chat_format="auto", data=str(data),
+                    trainer={"max_steps": 1})
     trainer, loaded, _ = build_sft_trainer(cfg, tmp_path / "run")
     assert loaded.chat_format.name == "gemma"
     tok = loaded.tokenizer

@@ -89,20 +89,60 @@ def test_cpu_logprob_matches_log_softmax_and_its_gradient(softcap):
         torch.testing.assert_close(got, want, atol=1e-4, rtol=1e-4)
 
 
-def test_cpu_logprob_is_installed_only_where_triton_is_missing(monkeypatch):
-    import importlib.util
-
+def test_lm_head_kernel_is_installed_for_the_block_and_restored(monkeypatch):
     import trl.trainer.utils as trl_utils
 
-    from kositp.train import cpu_logprob
+    from kositp.train import speedups
+    from kositp.train.cpu_logprob import ChunkedLogProb
+    from kositp.train.fast_lm_head import FastLabelLogProb
 
-    triton_missing = importlib.util.find_spec("triton") is None
-    if triton_missing:
-        # The slot as TRL leaves it without Triton, whatever an earlier test in this worker installed.
-        monkeypatch.setattr(trl_utils, "_ChunkedLogProbFunction", None)
-    used = cpu_logprob.install()
-    assert used == triton_missing
-    assert trl_utils._ChunkedLogProbFunction is not None
+    monkeypatch.setattr(trl_utils, "_ChunkedLogProbFunction", None)  # TRL without Triton
+    with speedups.lm_head_kernel("fast") as kernel:
+        assert kernel == speedups.FAST_KERNEL and trl_utils._ChunkedLogProbFunction is FastLabelLogProb
+    assert trl_utils._ChunkedLogProbFunction is None
+    with pytest.raises(RuntimeError, match="boom"), speedups.lm_head_kernel("plain"):
+        assert trl_utils._ChunkedLogProbFunction is ChunkedLogProb
+        raise RuntimeError("boom")
+    assert trl_utils._ChunkedLogProbFunction is None  # restored on an error too
+
+    triton_kernel = object()  # where TRL has its own kernel, nothing is replaced
+    monkeypatch.setattr(trl_utils, "_ChunkedLogProbFunction", triton_kernel)
+    with speedups.lm_head_kernel("fast") as kernel:
+        assert kernel == speedups.TRL_KERNEL and trl_utils._ChunkedLogProbFunction is triton_kernel
+
+
+def test_another_trl_release_without_triton_is_one_clear_error(monkeypatch):
+    import trl
+    import trl.trainer.utils as trl_utils
+
+    from kositp.train import speedups
+
+    monkeypatch.setattr(trl_utils, "_ChunkedLogProbFunction", None)
+    monkeypatch.setattr(trl, "__version__", "1.16.0")
+    with pytest.raises(KositpError, match=r"TRL 1.16.0 is outside .*>=1.15.0,<1.16.*install the pinned trl"), \
+            speedups.lm_head_kernel("fast"):
+        pass
+    assert trl_utils._ChunkedLogProbFunction is None
+    monkeypatch.setattr(trl, "__version__", "1.15.2")
+    assert speedups.trl_version_problem() is None
+
+
+def test_frozen_embedding_is_held_for_the_block_then_restored(tiny_model_dir):
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from kositp.train.speedups import frozen_embedding_held
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.float32)
+    model.get_input_embeddings().weight.requires_grad_(False)
+    embedding = model.get_input_embeddings()
+    with frozen_embedding_held(model, "bfloat16") as what:
+        assert what == "stored in bfloat16" and embedding.weight.dtype == torch.bfloat16
+        assert "forward" in vars(embedding)
+    assert embedding.weight.dtype == torch.float32 and "forward" not in vars(embedding)
+    embedding.weight.requires_grad_(True)
+    with frozen_embedding_held(model, "bfloat16") as what:
+        assert what.startswith("kept in the model's dtype") and embedding.weight.dtype == torch.float32
 
 
 def test_instruction_records_are_validated(tmp_path):
@@ -227,13 +267,65 @@ def test_run_directory_guard(tmp_path):
     assert sorted(p.name for p in out.iterdir()) == ["notes.txt"]  # old metrics and checkpoints are gone
 
 
-def test_trainer_args_pass_through_and_typos_are_named():
+def test_trainer_extra_passes_through_but_never_repeats_a_setting(tmp_path):
     from trl import SFTConfig as TRLSFTConfig
 
-    from kositp.train.common import build_trl_args
+    from kositp.train.common import trl_arguments
+    from kositp.train.sft import SFTConfig
 
-    base = {"output_dir": "unused", "use_cpu": True, "report_to": "none"}
-    args = build_trl_args(TRLSFTConfig, base, {"neftune_noise_alpha": 5.0})
-    assert args.neftune_noise_alpha == 5.0
+    def build(extra):
+        cfg = SFTConfig(trainer={"max_steps": 3, "extra": extra})
+        return trl_arguments(TRLSFTConfig, cfg, tmp_path, has_eval=False, stage_args={"packing": False})
+
+    assert build({"neftune_noise_alpha": 5.0}).neftune_noise_alpha == 5.0
     with pytest.raises(KositpError, match="did you mean 'neftune_noise_alpha'"):
-        build_trl_args(TRLSFTConfig, base, {"neftune_alpha": 5.0})
+        build({"neftune_alpha": 5.0})
+    with pytest.raises(KositpError, match="trainer.extra.max_steps repeats the field trainer.max_steps"):
+        build({"max_steps": 9})
+    with pytest.raises(KositpError, match="trainer.extra.packing: kositp sets packing itself"):
+        build({"packing": True})
+    with pytest.raises(KositpError, match="trainer.extra.seed: kositp sets seed itself"):
+        build({"seed": 1})
+
+
+@pytest.mark.parametrize(("method", "setting", "value"), [
+    ("dpo", "simpo_gamma", 1.0), ("kto", "loss_type", "ipo"), ("simpo", "desirable_weight", 2.0),
+])
+def test_a_setting_of_another_preference_method_is_rejected(method, setting, value):
+    from kositp.config import load_config
+    from kositp.train.pref import PrefConfig
+
+    with pytest.raises(KositpError, match=f"{setting} applies to method .* only, not {method}"):
+        load_config(PrefConfig, None, [f"method={method}", f"{setting}={value}"])
+    assert load_config(PrefConfig, None, [f"method={method}"]).method == method  # defaults are fine
+
+
+def test_demo_recipes_resolve_to_the_pinned_trainer_arguments(tmp_path, monkeypatch):
+    """The grouped recipes give TRL the values the demo was measured with (README, docs/training.md)."""
+    from trl import DPOConfig
+    from trl import SFTConfig as TRLSFTConfig
+
+    from kositp.config import load_config
+    from kositp.train import common
+    from kositp.train.pref import PrefConfig, _method_args
+    from kositp.train.sft import SFTConfig
+
+    monkeypatch.setattr(common, "resolve_bf16", lambda value: value == "auto")  # as on a bf16-capable CPU
+    sft_cfg = load_config(SFTConfig, "sft/demo")
+    sft = common.trl_arguments(TRLSFTConfig, sft_cfg, tmp_path, True, {"max_length": None, "padding_free": True})
+    pinned = {"max_steps": 32, "per_device_train_batch_size": 8, "gradient_accumulation_steps": 1,
+              "learning_rate": 2e-4, "warmup_steps": 0.03, "num_train_epochs": 1, "weight_decay": 0.0,
+              "max_grad_norm": 1.0, "optim": "adamw_torch", "bf16": True, "save_steps": 16, "eval_steps": 16,
+              "eval_strategy": "steps", "logging_steps": 5, "seed": 42, "data_seed": 42, "save_total_limit": 3,
+              "gradient_checkpointing": False, "padding_free": True, "lr_scheduler_type": "cosine"}
+    assert {k: getattr(sft, k) for k in pinned} == pinned
+    assert (sft_cfg.lora.r, sft_cfg.lora.alpha, sft_cfg.lora.dropout) == (8, 32, 0.0)
+    assert (sft_cfg.cpu.fast_lm_head, sft_cfg.cpu.frozen_embedding_dtype, sft_cfg.max_length) == (True, "bfloat16", 512)
+
+    dpo_cfg = load_config(PrefConfig, "pref/demo-dpo")
+    dpo = common.trl_arguments(DPOConfig, dpo_cfg, tmp_path, True, _method_args(dpo_cfg))
+    pinned = {"max_steps": 6, "per_device_train_batch_size": 1, "gradient_accumulation_steps": 4,
+              "learning_rate": 5e-5, "warmup_steps": 0.1, "bf16": True, "save_steps": 6, "logging_steps": 2,
+              "seed": 42, "beta": 0.1, "loss_type": ["sigmoid"], "max_length": 512, "eval_strategy": "no"}
+    assert {k: getattr(dpo, k) for k in pinned} == pinned
+    assert (dpo_cfg.lora.r, dpo_cfg.lora.alpha, dpo_cfg.lora.dropout) == (8, 32, 0.05)

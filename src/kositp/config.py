@@ -31,6 +31,7 @@ CONFIG_SCHEMAS: dict[str, str] = {
     "ui": "kositp.ui.config:UIConfig",
     "eval": "kositp.eval.run:EvalConfig",
     "serve": "kositp.serve.config:ServeConfig",
+    "export": "kositp.export.config:ExportConfig",
 }
 
 
@@ -40,15 +41,29 @@ class Config(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True, protected_namespaces=())
 
 
-def _closest(name: str, valid: list[str]) -> str | None:
-    match = difflib.get_close_matches(name, valid, n=1, cutoff=0.5)
-    return match[0] if match else None
+def _sub_model(annotation: Any) -> type[BaseModel] | None:
+    return annotation if isinstance(annotation, type) and issubclass(annotation, BaseModel) else None
 
 
-def _unknown_key_message(key: str, valid: list[str], where: str) -> str:
-    hint = _closest(key.split(".")[-1], valid)
-    suffix = f"; did you mean '{hint}'?" if hint else f"; valid keys: {', '.join(sorted(valid))}"
-    return f"unknown config key '{key}' in {where}{suffix}"
+def _key_candidates(model: type[BaseModel]) -> dict[str, str]:
+    """Every key settable at this level -> its last part: the fields, and `group.field` for grouped settings."""
+    names = {name: name for name in model.model_fields}
+    for name, field in model.model_fields.items():
+        group = _sub_model(field.annotation)
+        if group is not None:
+            names.update({f"{name}.{sub}": sub for sub in group.model_fields})
+    return names
+
+
+def _unknown_key_message(key: str, model: type[BaseModel], where: str, prefix: str) -> str:
+    candidates = _key_candidates(model)
+    hint = next((full for full, last in candidates.items() if last == key and full != key), None)
+    if hint is None:
+        match = difflib.get_close_matches(key, list(candidates.values()), n=1, cutoff=0.5)
+        hint = next(full for full, last in candidates.items() if last == match[0]) if match else None
+    suffix = (f"; did you mean '{prefix}{hint}'?" if hint
+              else f"; valid keys: {', '.join(sorted(model.model_fields))}")
+    return f"unknown config key '{prefix}{key}' in {where}{suffix}"
 
 
 def _check_keys(model: type[BaseModel], data: dict[str, Any], where: str, prefix: str = "") -> None:
@@ -56,15 +71,17 @@ def _check_keys(model: type[BaseModel], data: dict[str, Any], where: str, prefix
     fields = model.model_fields
     for key, value in data.items():
         if key not in fields:
-            raise KositpError(_unknown_key_message(prefix + key, list(fields), where))
-        annotation = fields[key].annotation
-        if isinstance(value, dict) and isinstance(annotation, type) and issubclass(annotation, BaseModel):
-            _check_keys(annotation, value, where, prefix=f"{prefix}{key}.")
+            raise KositpError(_unknown_key_message(key, model, where, prefix))
+        group = _sub_model(fields[key].annotation)
+        if isinstance(value, dict) and group is not None:
+            _check_keys(group, value, where, prefix=f"{prefix}{key}.")
 
 
 def _format_validation_error(err: ValidationError, where: str) -> str:
     first = err.errors()[0]
     loc = ".".join(str(p) for p in first["loc"]) or "(root)"
+    if first["type"] == "missing":
+        return f"missing setting '{loc}' (not in {where}): give it in the recipe, as a flag or as {loc}=..."
     return f"invalid value for '{loc}' in {where}: {first['msg']} (got {first.get('input')!r})"
 
 
@@ -120,13 +137,34 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
     return data
 
 
+def given_flags(flags: dict[str, Any]) -> dict[str, Any]:
+    """The command-line flags the user gave: None means "not given" and never overrides the file.
+
+    Paths become strings, so a flag validates exactly like the same value written in YAML.
+    """
+    def plain(value: Any) -> Any:
+        if isinstance(value, Path):
+            return str(value)
+        if isinstance(value, (list, tuple)):
+            return [plain(v) for v in value]
+        return value
+
+    return {key: plain(value) for key, value in flags.items() if value is not None}
+
+
 def load_config(
     model: type[C],
     path: str | Path | None = None,
     overrides: list[str] | None = None,
     defaults: dict[str, Any] | None = None,
+    flags: dict[str, Any] | None = None,
 ) -> C:
-    """Build `model` from defaults, then a YAML file, then `key=value` overrides (later wins)."""
+    """Build `model` from, each later source winning: `defaults`, the YAML file, the command's `flags`
+    that were given (value not None), then `key=value` overrides.
+
+    Every CLI turns its options into a config this one way, so an option left out never hides a
+    value the recipe sets.
+    """
     data: dict[str, Any] = dict(defaults or {})
     sources = []
     if path is not None:
@@ -134,6 +172,11 @@ def load_config(
         _check_keys(model, file_data, str(path))
         data = _deep_merge(data, file_data)
         sources.append(str(path))
+    flag_data = given_flags(flags or {})
+    if flag_data:
+        _check_keys(model, flag_data, "command-line flags")
+        data = _deep_merge(data, flag_data)
+        sources.append("command-line flags")
     if overrides:
         override_data = parse_overrides(overrides)
         _check_keys(model, override_data, "command-line overrides")

@@ -111,11 +111,11 @@ def _kositp_config(spec: dict[str, Any], out: Path):
     from kositp.train.sft import SFTConfig
 
     overrides = [
-        f"model={spec['model']}", f"data={spec['data']}", f"out={out}", f"max_steps={spec['steps']}",
-        f"per_device_train_batch_size={spec['batch_size']}", "gradient_accumulation_steps=1",
+        f"model={spec['model']}", f"data={spec['data']}", f"out={out}", f"trainer.max_steps={spec['steps']}",
+        f"trainer.per_device_train_batch_size={spec['batch_size']}", "trainer.gradient_accumulation_steps=1",
         f"max_train_samples={spec['steps'] * spec['batch_size']}", f"seed={spec['seed']}",
-        "logging_steps=1", "progress=false", f"save_steps={spec['steps'] + 1}", "eval_steps=null",
-        "max_eval_samples=1", "overwrite=true",
+        "trainer.logging_steps=1", "progress=false", f"trainer.save_steps={spec['steps'] + 1}",
+        "trainer.eval_steps=null", "max_eval_samples=1", "overwrite=true",
     ]
     return load_config(SFTConfig, Path(spec["recipe"]), overrides + list(spec.get("overrides", [])))
 
@@ -128,32 +128,30 @@ def _build_baseline(spec: dict[str, Any], cfg, out: Path, callbacks: list, fused
     from trl import SFTTrainer
 
     from kositp.models import load_model
-    from kositp.train.modeling import _align_model_with_tokenizer, lora_config, prepare_tokenizer
-    from kositp.train.sft import _length_filter, load_sft_rows
+    from kositp.train.modeling import align_model_with_tokenizer, lora_config, prepare_tokenizer
+    from kositp.train.sft import filter_by_length, load_sft_rows
 
     # On CUDA, TRL's defaults run as they come: the checkpoint's own dtype (transformers 5's "auto"),
     # bf16 autocast and TRL's Triton fused LM head. On CPU: fp32, and the model's own full-logits loss.
     cuda = torch.cuda.is_available()
     tokenizer, fmt, added = prepare_tokenizer(cfg.model, cfg.chat_format)
     model = load_model(cfg.model, "auto" if cuda else "float32")
-    _align_model_with_tokenizer(model, tokenizer, fmt, added)
+    align_model_with_tokenizer(model, tokenizer, fmt, added)
     rows, _ = load_sft_rows(cfg)
-    rows, _ = _length_filter(rows, tokenizer, cfg.max_length)  # the same records kositp keeps
+    rows, _ = filter_by_length(rows, tokenizer, cfg.max_length)  # the same records kositp keeps
     args = TRLSFTConfig(
-        output_dir=str(out / "checkpoints"), max_steps=cfg.max_steps,
-        per_device_train_batch_size=cfg.per_device_train_batch_size, gradient_accumulation_steps=1,
-        learning_rate=cfg.learning_rate, lr_scheduler_type=cfg.lr_scheduler_type, warmup_steps=cfg.warmup_steps,
-        weight_decay=cfg.weight_decay, max_grad_norm=cfg.max_grad_norm, optim=cfg.optim,
+        output_dir=str(out / "checkpoints"), max_steps=cfg.trainer.max_steps,
+        per_device_train_batch_size=cfg.trainer.per_device_train_batch_size, gradient_accumulation_steps=1,
+        learning_rate=cfg.trainer.learning_rate, lr_scheduler_type=cfg.trainer.lr_scheduler_type,
+        warmup_steps=cfg.trainer.warmup_steps, weight_decay=cfg.trainer.weight_decay,
+        max_grad_norm=cfg.trainer.max_grad_norm, optim=cfg.trainer.optim,
         seed=cfg.seed, data_seed=cfg.seed, assistant_only_loss=True, padding_free=False,
         logging_steps=1, save_strategy="no", report_to="none", disable_tqdm=True,
         dataloader_num_workers=0, dataset_num_proc=None, **({} if cuda else {"bf16": False, "use_cpu": True}),
     )
     if cuda:
         trainer_cls = SFTTrainer  # plain TRL: its own fused head ("trl-fused" is the same thing here)
-    elif fused:
-        from kositp.train import cpu_logprob
-
-        cpu_logprob.install()
+    elif fused:  # run_child puts kositp's plain kernel in TRL's slot around train()
         trainer_cls = SFTTrainer
     else:
         trainer_cls = _full_logits_trainer_class()
@@ -183,6 +181,11 @@ def run_child(spec: dict[str, Any]) -> dict[str, Any]:
     torch.set_num_threads(spec["threads"])
     torch.manual_seed(spec["seed"])
     rss_start = _rss_mb()
+    from contextlib import nullcontext
+
+    from kositp.train.common import CpuSettings
+    from kositp.train.speedups import cpu_speedups
+
     with tempfile.TemporaryDirectory(prefix="kositp-bench-train-") as tmp:
         out = Path(tmp) / "run"
         cfg = _kositp_config(spec, out)
@@ -197,17 +200,20 @@ def run_child(spec: dict[str, Any]) -> dict[str, Any]:
             out.mkdir(parents=True)
             trainer, loaded, stats = build_sft_trainer(cfg, out, [timer])
             backend = loaded.backend
-            frozen_embedding = stats.get("frozen_embedding", "kept in the model's dtype")
+            speedups = cpu_speedups(cfg.cpu, trainer.model)
         else:
             trainer = _build_baseline(spec, cfg, out, [timer], fused=spec["variant"] == "trl-fused")
             backend = "trl"
-            frozen_embedding = "kept in the model's dtype"
+            fused = spec["variant"] == "trl-fused"
+            speedups = cpu_speedups(CpuSettings(fast_lm_head=False), trainer.model) if fused else nullcontext({})
         recorder = _RecordingCollator(trainer.data_collator)
         trainer.data_collator = recorder
-        rss_loaded = _rss_mb()
-        started = time.perf_counter()
-        result = trainer.train()
-        wall = time.perf_counter() - started
+        with speedups as active:
+            frozen_embedding = active.get("frozen_embedding", "kept in the model's dtype")
+            rss_loaded = _rss_mb()
+            started = time.perf_counter()
+            result = trainer.train()
+            wall = time.perf_counter() - started
         bf16 = bool(trainer.args.bf16)
     steps = len(timer.times)
     if steps != spec["steps"] or len(recorder.batches) < steps:
@@ -376,7 +382,7 @@ def bench_train(
     variants: str = typer.Option("baseline,kositp", "--variants",
                                  help=f"Comma-separated, alternated each round: {', '.join(VARIANTS)}."),
     kositp_set: list[str] = typer.Option([], "--set", help="key=value override of the kositp recipe only "
-                                         "(repeatable), e.g. --set fast_lm_head=false to measure one lever."),
+                                         "(repeatable), e.g. --set cpu.fast_lm_head=false to measure one lever."),
     quick: bool = typer.Option(False, "--quick", help="Smoke run: tiny model, 2 steps, 1 run per variant."),
 ) -> None:
     """Train the same LoRA SFT with plain TRL and with kositp; report tokens/s, step time, peak memory, losses."""

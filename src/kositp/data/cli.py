@@ -42,13 +42,9 @@ def build_cmd(
 
     if config is None and not source:
         raise KositpError("give --config CFG or at least one --source FORMAT:PATH")
-    cfg = load_config(BuildConfig, config, overrides or [])
-    if source:
+    cfg = load_config(BuildConfig, config, overrides or [], flags={"seed": seed, "tokenizer": tokenizer})
+    if source:  # --source adds to the recipe's sources rather than replacing them
         cfg.sources = [*cfg.sources, *sources_from_cli(source)]
-    if seed is not None:
-        cfg.seed = seed
-    if tokenizer is not None:
-        cfg.tokenizer = tokenizer
     if config is not None:
         # relative source paths in a config file are relative to the file, not the shell
         for src in cfg.sources:

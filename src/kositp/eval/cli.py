@@ -38,7 +38,6 @@ QUIET = typer.Option(False, "--quiet", help="No progress bars.")
 
 def _execute(config, model, api, api_model, suite, data, benchmarks, limit, seed, max_new_tokens, batch_size,
              dtype, out, overrides, quiet) -> None:
-    import json
 
     from kositp.config import load_config
     from kositp.eval.run import EvalConfig, evaluate
@@ -50,10 +49,7 @@ def _execute(config, model, api, api_model, suite, data, benchmarks, limit, seed
         flags["suites"] = [s.strip() for s in suite.split(",") if s.strip()]
     if out is None and config is None:
         raise KositpError("--out DIR is required (the report folder)")
-    # Flags go last, as JSON-quoted overrides (JSON is YAML): a model called "on" stays a string.
-    flag_overrides = [f"{k}={json.dumps(str(v) if isinstance(v, Path) else v, ensure_ascii=False)}"
-                      for k, v in flags.items() if v is not None]
-    cfg = load_config(EvalConfig, config, list(overrides or []) + flag_overrides)
+    cfg = load_config(EvalConfig, config, list(overrides or []), flags=flags)
     report = evaluate(cfg, show_progress=not quiet)
     typer.echo(f"report written to {cfg.out}/report.md")
     for key, value in report["headline"].items():

@@ -3,7 +3,7 @@
 Accepted values:
 * `tiny`, `tiny:SEED`, `default`: the aliases of `kositp.models`;
 * a training RUN directory (has `run.json`): `model/` for full fine-tunes, else the base model
-  (`base_model_path`, falling back to `base_model`) with the LoRA `adapter/` applied through PEFT;
+  (`RunRecord.base_model_source`) with the LoRA `adapter/` applied through PEFT;
 * an export directory or any Hugging Face model directory.
 The chat format comes from `kositp_chat.json` beside the tokenizer when present (training wrote
 it), so evaluation prompts are byte-identical to training and serving prompts.
@@ -11,12 +11,12 @@ it), so evaluation prompts are byte-identical to training and serving prompts.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from kositp.chat import ChatFormat, end_of_turn_ids, load_chat_format, resolve_chat_format
 from kositp.errors import KositpError
+from kositp.train.record import is_run_dir, read_run
 
 
 @dataclass
@@ -26,13 +26,6 @@ class LoadedModel:
     chat_format: ChatFormat
     stop_ids: list[int]
     description: dict = field(default_factory=dict)  # what was loaded, for the report
-
-
-def _read_run(run_dir: Path) -> dict:
-    try:
-        return json.loads((run_dir / "run.json").read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise KositpError(f"{run_dir / 'run.json'} is not valid JSON: {exc}") from None
 
 
 def load_for_eval(spec: str, dtype: str = "float32", chat_format: str = "auto",
@@ -45,26 +38,15 @@ def load_for_eval(spec: str, dtype: str = "float32", chat_format: str = "auto",
 
     path = Path(resolve_model_path(spec))
     description: dict = {"model": spec}
-    if (path / "run.json").is_file():
-        run = _read_run(path)
-        description["run"] = {k: run.get(k) for k in ("kind", "method", "base_model", "final_step")}
-        if run.get("model"):
-            weights = path / run["model"]
-            tokenizer_dir = weights
-            model = load_model(str(weights), dtype=dtype)
-        elif run.get("adapter"):
-            adapter_dir = path / run["adapter"]
-            if not adapter_dir.is_dir():
-                raise KositpError(f"run {path} names adapter '{run['adapter']}' but {adapter_dir} does not exist")
-            base = run.get("base_model_path") or run.get("base_model")
-            if not base:
-                raise KositpError(f"{path / 'run.json'} has neither base_model_path nor base_model")
-            if run.get("base_model_path") and not Path(base).exists() and run.get("base_model"):
-                base = run["base_model"]  # the run was moved from another machine: use the alias/id
-            tokenizer_dir = adapter_dir if (adapter_dir / "tokenizer_config.json").is_file() else Path(
-                resolve_model_path(base)
-            )
-            model = load_model(base, dtype=dtype)
+    if is_run_dir(path):
+        run = read_run(path)
+        description["run"] = {"kind": run.kind, "method": run.method, "base_model": run.base_model,
+                              "final_step": run.final_step}
+        tokenizer_dir = run.weights_dir(path)
+        if not run.is_adapter:
+            model = load_model(str(tokenizer_dir), dtype=dtype)
+        else:
+            model = load_model(run.base_model_source(), dtype=dtype)
             tokenizer = load_tokenizer(str(tokenizer_dir))
             if len(tokenizer) > model.get_input_embeddings().num_embeddings:
                 model.resize_token_embeddings(len(tokenizer))  # training added chat tokens
@@ -72,10 +54,8 @@ def load_for_eval(spec: str, dtype: str = "float32", chat_format: str = "auto",
 
             # Merged for inference: the same weights `kositp export` writes (checked there to 1e-6),
             # without PEFT's extra per-layer matmuls at every decoding step.
-            model = PeftModel.from_pretrained(model, str(adapter_dir)).merge_and_unload()
-            description["adapter"] = str(adapter_dir)
-        else:
-            raise KositpError(f"{path / 'run.json'} names neither a 'model' nor an 'adapter' directory")
+            model = PeftModel.from_pretrained(model, str(tokenizer_dir)).merge_and_unload()
+            description["adapter"] = str(tokenizer_dir)
     else:
         if not path.exists() and spec not in ("tiny", "default"):
             raise KositpError(f"model '{spec}' is not a directory (expected an export, HF model or RUN dir)")

@@ -11,12 +11,16 @@ from kositp.errors import KositpError
 
 
 def export_command(
-    run: Path = typer.Option(..., "--run", help="Training run directory (with run.json)."),
-    out: Path = typer.Option(..., "--out", help="Where to write the exported model."),
-    dtype: str = typer.Option("fp32", "--dtype", help="bf16, fp16 or fp32 weights."),
-    check_vllm: bool = typer.Option(False, "--check-vllm", help="Load the export in vLLM and compare greedy output."),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Replace OUT if it exists."),
-    config: Path | None = typer.Option(None, "--config", help="An ExportConfig YAML."),
+    run: Path | None = typer.Option(None, "--run", help="Training run directory (with run.json)."),
+    out: Path | None = typer.Option(None, "--out", help="Where to write the exported model."),
+    dtype: str | None = typer.Option(None, "--dtype", help="bf16, fp16 or fp32 weights (default: the config's, "
+                                     "else fp32)."),
+    check_vllm: bool | None = typer.Option(None, "--check-vllm/--no-check-vllm",
+                                           help="Load the export in vLLM and compare greedy output.",
+                                           show_default=False),
+    overwrite: bool | None = typer.Option(None, "--overwrite/--no-overwrite", help="Replace OUT if it exists.",
+                                          show_default=False),
+    config: Path | None = typer.Option(None, "--config", help="An ExportConfig recipe: name or YAML path."),
     eval_report: list[Path] = typer.Option(None, "--eval-report", help="Eval report folder for the model card."),
     overrides: list[str] = typer.Argument(None, help="More settings as key=value."),
 ) -> None:
@@ -24,26 +28,21 @@ def export_command(
 
     학습된 어댑터를 병합하여 vLLM과 transformers에서 바로 서빙할 수 있는 모델 폴더를 만듭니다.
     """
-    from pydantic import ValidationError
     from rich.console import Console
 
     from kositp.config import load_config
     from kositp.export import ExportConfig, export
+    from kositp.export.merge import open_run
+    from kositp.progress import StageStatus
 
-    cfg = load_config(ExportConfig, config, list(overrides or []),
-                      defaults={"run": str(run), "out": str(out)})
-    given = {"run": run, "out": out, "dtype": dtype, "check_vllm": check_vllm or cfg.check_vllm,
-             "overwrite": overwrite or cfg.overwrite}
-    if eval_report:
-        given["eval_reports"] = list(eval_report)
-    try:
-        cfg = ExportConfig.model_validate(cfg.model_dump() | given)
-    except ValidationError as err:
-        first = err.errors()[0]
-        raise KositpError(f"invalid --{first['loc'][0]}: {first['msg']} (got {first.get('input')!r})") from None
+    cfg = load_config(ExportConfig, config, list(overrides or []), flags={
+        "run": run, "out": out, "dtype": dtype, "check_vllm": check_vllm, "overwrite": overwrite,
+        "eval_reports": eval_report or None,
+    })
+    open_run(cfg.require_paths()[0])  # a bad run is one error line, before any progress output
     console = Console(stderr=True)
-    with console.status("exporting") as status:
-        record = export(cfg, progress=lambda msg: status.update(msg))
+    with StageStatus("exporting", console) as status:
+        record = export(cfg, progress=status.update)
     lc = record["logits_check"]
     console.print("logits check (merged export vs base+adapter):")
     for i, row in enumerate(lc["prompts"]):

@@ -8,6 +8,7 @@ from typing import Literal
 from pydantic import Field
 
 from kositp.config import Config
+from kositp.errors import KositpError
 
 DEFAULT_CHECK_PROMPTS = [
     "대한민국의 수도는 어디인가요?",
@@ -20,8 +21,9 @@ DEFAULT_CHECK_PROMPTS = [
 class ExportConfig(Config):
     """Merge a run into a servable model directory, and check it."""
 
-    run: Path = Field(..., description="Training run directory (with run.json) written by `kositp train`.")
-    out: Path = Field(..., description="Where to write the exported model directory.")
+    run: Path | None = Field(None, description="Training run directory (with run.json) written by `kositp train`; "
+                             "usually given as --run.")
+    out: Path | None = Field(None, description="Where to write the exported model directory; usually given as --out.")
     dtype: Literal["bf16", "fp16", "fp32"] = Field(
         "fp32", description="Weight dtype of the export. fp32 reproduces CPU training exactly; bf16 halves the size."
     )
@@ -44,3 +46,10 @@ class ExportConfig(Config):
         default_factory=list, description="Eval report folders (report.json) to tabulate in the model card; "
         "RUN/eval*/report.json are picked up too.",
     )
+
+    def require_paths(self) -> tuple[Path, Path]:
+        if self.run is None:
+            raise KositpError("no run to export: pass --run RUN (or run=... in the config)")
+        if self.out is None:
+            raise KositpError("no output directory: pass --out DIR (or out=... in the config)")
+        return self.run, self.out

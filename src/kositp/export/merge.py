@@ -2,49 +2,30 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
 from kositp.errors import KositpError
-
-REQUIRED_RUN_KEYS = ("kind", "base_model", "adapter", "model")
+from kositp.train.record import RunRecord, read_run
 
 
 @dataclass
 class RunInfo:
     path: Path
-    record: dict
-    weights_dir: Path  # RUN/adapter or RUN/model: holds the tokenizer and kositp_chat.json
+    record: RunRecord
+
+    @property
+    def weights_dir(self) -> Path:  # RUN/adapter or RUN/model: holds the tokenizer and kositp_chat.json
+        return self.record.weights_dir(self.path)
 
     @property
     def is_adapter(self) -> bool:
-        return bool(self.record.get("adapter"))
+        return self.record.is_adapter
 
 
-def read_run(run: Path) -> RunInfo:
-    run = Path(run)
-    path = run / "run.json"
-    if not path.is_file():
-        raise KositpError(f"{run} is not a training run directory (no run.json)")
-    try:
-        record = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise KositpError(f"{path} is not valid UTF-8 JSON: {exc}") from None
-    if not isinstance(record, dict):
-        raise KositpError(f"{path} must hold a JSON object")
-    missing = [k for k in REQUIRED_RUN_KEYS if k not in record]
-    if missing:
-        raise KositpError(f"{path} lacks {', '.join(missing)}")
-    sub = record.get("adapter") or record.get("model")
-    if not sub:
-        raise KositpError(f"{path} names neither an adapter nor a model directory")
-    weights = run / sub
-    if not weights.is_dir():
-        raise KositpError(f"{weights} (named in run.json) does not exist")
-    if record.get("adapter") and not (weights / "adapter_config.json").is_file():
-        raise KositpError(f"{weights} has no adapter_config.json; is the run complete?")
-    return RunInfo(run, record, weights)
+def open_run(run: Path) -> RunInfo:
+    """The run in `run`, with run.json checked (`kositp.train.record.read_run`)."""
+    return RunInfo(Path(run), read_run(run))
 
 
 def load_run_tokenizer(info: RunInfo):
@@ -66,14 +47,8 @@ def load_reference(info: RunInfo, tokenizer):
         return load_model(str(info.weights_dir), dtype="float32")
     from peft import PeftModel
 
-    base_name = info.record["base_model"]
-    try:
-        base = load_model(base_name, dtype="float32")
-    except KositpError:
-        base_path = info.record.get("base_model_path")
-        if not base_path or not Path(base_path).is_dir():
-            raise
-        base = load_model(base_path, dtype="float32")
+    base_name = info.record.base_model_source()
+    base = load_model(base_name, dtype="float32")
     if len(tokenizer) > base.get_input_embeddings().num_embeddings:
         base.resize_token_embeddings(len(tokenizer))  # training added tokens (e.g. ChatML markers)
     try:

@@ -12,7 +12,7 @@ from pathlib import Path
 from kositp.dtypes import canonical_dtype, torch_dtype
 from kositp.errors import KositpError
 from kositp.export.config import ExportConfig
-from kositp.export.merge import load_reference, load_run_tokenizer, merge_in_place, read_run
+from kositp.export.merge import load_reference, load_run_tokenizer, merge_in_place, open_run
 
 log = logging.getLogger("kositp.export")
 EXPORT_FILE = "kositp_export.json"
@@ -32,8 +32,8 @@ def export(cfg: ExportConfig, progress=None) -> dict:
     from kositp.export.card import render_card
     from kositp.models import load_model
 
-    info = read_run(cfg.run)
-    out = Path(cfg.out)
+    run, out = cfg.require_paths()
+    info = open_run(run)
     if out.exists() and any(out.iterdir()) and not cfg.overwrite:
         raise KositpError(f"{out} already exists and is not empty (pass --overwrite to replace it)")
     if out.resolve() == info.path.resolve() or info.path.resolve() in out.resolve().parents:
@@ -90,9 +90,9 @@ def export(cfg: ExportConfig, progress=None) -> dict:
         record = {
             "name": out.name,
             "run": str(info.path.resolve()),
-            "base_model": info.record["base_model"],
-            "kind": info.record.get("kind"),
-            "method": info.record.get("method"),
+            "base_model": info.record.base_model,
+            "kind": info.record.kind,
+            "method": info.record.method,
             "merged_adapter": info.is_adapter,
             "dtype": cfg.dtype,
             "chat_format": fmt.name,
@@ -100,7 +100,7 @@ def export(cfg: ExportConfig, progress=None) -> dict:
             "logits_check": logits_check,
             "vllm_check": vllm_check,
         }
-        (tmp / "README.md").write_text(render_card(info.record, info.path, record, cfg.eval_reports), encoding="utf-8")
+        (tmp / "README.md").write_text(render_card(info.record.model_dump(mode="json"), info.path, record, cfg.eval_reports), encoding="utf-8")
         (tmp / EXPORT_FILE).write_text(json.dumps(record, ensure_ascii=False, indent=2), encoding="utf-8")
         tmp.chmod(0o755)
         if out.exists():

@@ -28,21 +28,14 @@ def serve_command(
 
     한국어 스트리밍 응답은 UTF-8 문자 단위로 안전하게 전송됩니다.
     """
-    from pydantic import ValidationError
 
     from kositp.config import load_config
     from kositp.serve.config import ServeConfig, check_servable
 
-    cfg = load_config(ServeConfig, config, list(overrides or []))
-    given = {
+    cfg = load_config(ServeConfig, config, list(overrides or []), flags={
         "model": model, "backend": backend, "host": host, "port": port,
         "api_key_file": api_key_file, "served_model_name": served_model_name,
-    }
-    try:  # explicit options win over the file and key=value pairs, and are validated the same way
-        cfg = ServeConfig.model_validate(cfg.model_dump() | {k: v for k, v in given.items() if v is not None})
-    except ValidationError as err:
-        first = err.errors()[0]
-        raise KositpError(f"invalid --{first['loc'][0]}: {first['msg']}") from None
+    })
     vllm_changes = {}
     if upstream:
         vllm_changes["upstream"] = list(upstream)

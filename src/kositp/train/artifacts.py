@@ -1,7 +1,8 @@
 """Writing the run directory that export, serving and evaluation read (see docs/training.md).
 
 RUN/
-  run.json         kind, method, base model, adapter/model dir, chat format, final step, parent run
+  run.json         kind, method, base model, adapter/model dir, chat format, final step, parent run,
+                   active CPU speed-ups (kositp.train.record.RunRecord)
   adapter/         PEFT adapter + tokenizer with template + kositp_chat.json   (LoRA / QLoRA)
   model/           full weights + tokenizer + kositp_chat.json                 (full fine-tuning)
   config.yaml      the resolved recipe
@@ -18,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from kositp.chat import ChatFormat, end_of_turn_ids, save_chat_format
-from kositp.train.common import ADAPTER_DIR, MODEL_DIR, write_run_json
+from kositp.train.record import ADAPTER_DIR, MODEL_DIR
 
 SUMMARY_FILE = "summary.json"
 
@@ -46,32 +47,6 @@ def save_trained(trainer, tokenizer, fmt: ChatFormat, out: Path, is_peft: bool) 
         generation_config.pad_token_id = tokenizer.pad_token_id
         generation_config.save_pretrained(str(target))
     return name
-
-
-def write_run_record(
-    out: Path,
-    *,
-    kind: str,
-    method: str,
-    base_model: str,
-    base_model_path: str,
-    saved: str,
-    chat_format: str,
-    final_step: int,
-    parent_run: str | None,
-) -> None:
-    record = {
-        "kind": kind,
-        "method": method,
-        "base_model": base_model,
-        "base_model_path": base_model_path,
-        "adapter": saved if saved == ADAPTER_DIR else None,
-        "model": saved if saved == MODEL_DIR else None,
-        "chat_format": chat_format,
-        "final_step": final_step,
-        "parent_run": parent_run,
-    }
-    write_run_json(out, record)
 
 
 def write_summary(out: Path, summary: dict[str, Any]) -> None:

@@ -9,23 +9,9 @@ import typer
 
 train_app = typer.Typer(help="Fine-tune (SFT) and align (DPO, ORPO, KTO, SimPO) models.", no_args_is_help=True)
 
-OVERRIDES_HELP = ("Recipe overrides as key=value, using the config's field names (the trainer's own names), "
-                  "e.g. max_steps=40 learning_rate=1e-4 lora_r=16.")
-
-
-def _apply_flags(cfg, **flags):
-    """Command-line flags win over the config file and key=value overrides (validated on assignment)."""
-    from pydantic import ValidationError
-
-    from kositp.errors import KositpError
-
-    for key, value in flags.items():
-        if value is not None:
-            try:
-                setattr(cfg, key, str(value) if isinstance(value, Path) else value)
-            except ValidationError as err:
-                raise KositpError(f"invalid --{key.replace('_', '-')}: {err.errors()[0]['msg']}") from None
-    return cfg
+OVERRIDES_HELP = ("Recipe overrides as key=value, using the config's field names (grouped settings with a dot; "
+                  "trainer settings under TRL's names), e.g. trainer.max_steps=40 trainer.learning_rate=1e-4 "
+                  "lora.r=16. They win over the flags.")
 
 
 def _quiet_libraries() -> None:
@@ -58,7 +44,7 @@ def sft_command(
     from kositp.train.modeling import import_unsloth_first
     from kositp.train.sft import SFTConfig, train_sft
 
-    cfg = _apply_flags(load_config(SFTConfig, config, overrides or []), model=model, data=data, out=out)
+    cfg = load_config(SFTConfig, config, overrides or [], flags={"model": model, "data": data, "out": out})
     import_unsloth_first(cfg.backend)  # on CUDA, before _quiet_libraries imports transformers and datasets
     _quiet_libraries()
     run = train_sft(cfg)
@@ -87,8 +73,8 @@ def pref_command(
 
     if method is not None and method not in METHODS:
         raise KositpError(f"unknown preference method '{method}'; choose one of: {', '.join(METHODS)}")
-    cfg = load_config(PrefConfig, config, overrides or [])
-    cfg = _apply_flags(cfg, method=method, model=model, sft_run=adapter, data=data, out=out)
+    cfg = load_config(PrefConfig, config, overrides or [],
+                      flags={"method": method, "model": model, "sft_run": adapter, "data": data, "out": out})
     import_unsloth_first(cfg.backend)  # on CUDA, before _quiet_libraries imports transformers and datasets
     _quiet_libraries()
     run = train_pref(cfg)

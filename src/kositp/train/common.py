@@ -1,13 +1,14 @@
 """What SFT and preference runs share: the recipe fields, run-directory checks and trainer arguments.
 
-Field names follow the Hugging Face/TRL trainer arguments (`learning_rate`, `max_steps`,
-`per_device_train_batch_size`, ...) so that `key=value` overrides read like the trainer's own
-options; anything not promoted to a field can still be passed through `trainer_args`.
+A recipe has a few top-level fields (model, data, out, adapter type, seed, lengths) and three
+groups, as litgpt groups its arguments: `lora` (the adapter's shape), `cpu` (speed and memory
+switches, scoped to one training call) and `trainer` (TRL/transformers trainer arguments under
+their own names, so `trainer.max_steps=40` reads like the trainer's option; `trainer.extra` passes
+any other TRL argument through).
 """
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import Any, Literal
@@ -16,41 +17,48 @@ from pydantic import Field
 
 from kositp.config import Config
 from kositp.errors import KositpError
+from kositp.train.record import ADAPTER_DIR, MODEL_DIR, RUN_FILE
 
-RUN_FILE = "run.json"
 CHECKPOINT_DIR = "checkpoints"
-ADAPTER_DIR = "adapter"
-MODEL_DIR = "model"
 
 
-class TrainConfig(Config):
-    """Fields every training recipe has: model, data, output, adapter, optimisation and logging."""
+class LoraSettings(Config):
+    """The adapter's shape (PEFT LoraConfig names without the `lora_` prefix); used with adapter_type lora/qlora."""
 
-    # --- what to train, on what, into where
-    model: str = Field("tiny", description="Base model: `tiny`, `tiny:SEED`, `default` (gemma-3-270m), a local "
-                       "directory or a Hugging Face Hub id (offline: use a local copy).")
-    data: str | None = Field(None, description="Training data: a directory with train.jsonl (+ validation.jsonl), "
-                             "one .jsonl file, or a `datasets` id available offline.")
-    out: str | None = Field(None, description="Run directory to create (adapter/model, metrics, checkpoints).")
-    chat_format: str = Field("auto", description="Chat template: `auto` (the model's own family, else ChatML), "
-                             "`chatml` or `gemma`. Recorded beside the tokenizer for export and serving.")
-    dtype: Literal["float32", "bfloat16", "float16", "auto"] = Field(
-        "float32", description="Weight dtype when loading the base model. CPU runs keep float32 master weights; "
-        "use `bf16: true` for bfloat16 autocast.")
-    backend: Literal["auto", "trl", "unsloth"] = Field(
-        "auto", description="`auto` uses Unsloth when CUDA and the `unsloth` package are present, else TRL.")
-
-    # --- adapter
-    adapter_type: Literal["lora", "qlora", "full"] = Field(
-        "lora", description="LoRA, QLoRA (4-bit NF4 base, CUDA + bitsandbytes only) or full fine-tuning.")
-    lora_r: int = Field(8, ge=1, le=1024, description="LoRA rank.")
-    lora_alpha: int = Field(32, ge=1, description="LoRA scaling numerator (scale = alpha / r).")
-    lora_dropout: float = Field(0.05, ge=0.0, lt=1.0, description="Dropout on the LoRA input.")
-    lora_target_modules: str | list[str] = Field(
+    r: int = Field(8, ge=1, le=1024, description="LoRA rank.")
+    alpha: int = Field(32, ge=1, description="LoRA scaling numerator (scale = alpha / r).")
+    dropout: float = Field(0.05, ge=0.0, lt=1.0, description="Dropout on the LoRA input.")
+    target_modules: str | list[str] = Field(
         "all-linear", description="Modules that get LoRA: `all-linear` (every linear layer except the output "
         "head) or a list of module names such as [q_proj, v_proj].")
 
-    # --- optimisation (TRL/transformers names)
+
+class CpuSettings(Config):
+    """CPU speed and memory switches. Each is installed for one training call only (kositp/train/speedups.py)
+    and what was active is recorded in run.json under `speedups`."""
+
+    fast_lm_head: bool = Field(True, description="Without Triton (CPU): compute the loss with kositp's LM-head "
+                               "kernel (logits only at loss-bearing tokens, bf16 matmuls under bf16, hand-written "
+                               "backward; kositp/train/fast_lm_head.py) instead of the checkpointed fallback "
+                               "(cpu_logprob.py). Same loss and gradients; no effect where TRL's Triton kernel runs.")
+    frozen_embedding_dtype: Literal["float32", "bfloat16"] = Field(
+        "float32", description="With the fast LM head: hold a frozen token embedding and its tied output head "
+        "in bfloat16 while the model computes in float32, widening slices on the fly (gemma-3-270m: 640 -> 320 MB; "
+        "kositp/train/frozen_embedding.py). Rounds the embedding to bf16; ignored where the embedding is trained.")
+    recompute_mlp: bool = Field(
+        False, description="Selective recomputation: gated MLPs keep only their product for the backward pass and "
+        "recompute gate/up in it (about half the saved activations for a few more matmuls; "
+        "kositp/train/recompute.py). Ignored with gradient_checkpointing, which recomputes everything.")
+    malloc_mmap_threshold_kib: int | None = Field(
+        None, ge=1, le=32768, description="Linux/glibc: allocations of at least this many KiB get their own "
+        "mapping, so freed activations go back to the OS at once instead of fragmenting the heap: lower peak "
+        "RSS on CPU, paid in page faults (kositp/train/host_memory.py, figures in docs/training.md). Process-wide "
+        "from the start of training on: glibc cannot go back to its dynamic threshold. null keeps glibc's default.")
+
+
+class TrainerSettings(Config):
+    """Trainer arguments kositp promotes to typed fields: each passes to TRL's config under the same name."""
+
     num_train_epochs: float = Field(1.0, gt=0, description="Epochs over the training split (ignored if max_steps > 0).")
     max_steps: int = Field(-1, description="Total optimizer steps; -1 means run num_train_epochs.")
     per_device_train_batch_size: int = Field(8, ge=1, le=4096, description="Sequences per device per micro-batch.")
@@ -68,32 +76,49 @@ class TrainConfig(Config):
         False, description="bfloat16 mixed precision; `auto`: on CUDA where supported, on CPU where a timed probe "
         "finds it faster than fp32 (cached per CPU; KOSITP_CPU_DTYPE pins it; kositp/cpu_dtype.py).")
     gradient_checkpointing: bool = Field(False, description="Recompute activations to save memory.")
-    recompute_mlp: bool = Field(
-        False, description="Selective recomputation: gated MLPs keep only their product for the backward pass and "
-        "recompute gate/up in it (about half the saved activations for a few more matmuls; "
-        "kositp/train/recompute.py). Ignored with gradient_checkpointing, which recomputes everything.")
-    malloc_mmap_threshold_kib: int | None = Field(
-        None, ge=1, le=32768, description="Linux/glibc: allocations of at least this many KiB get their own "
-        "mapping, so freed activations go back to the OS at once instead of fragmenting the heap: lower peak "
-        "RSS on CPU, paid in page faults (64: 3.9 vs 4.8 GB but 25% slower steps with gemma-3-270m; "
-        "kositp/train/host_memory.py). null keeps glibc's growing default.")
+    eval_steps: int | None = Field(None, ge=1, description="Evaluate on the validation split every N steps "
+                                   "(null: no evaluation during training).")
+    save_steps: int = Field(500, ge=1, description="Write checkpoints/checkpoint-N every N steps.")
+    save_total_limit: int | None = Field(3, ge=1, description="Keep at most this many checkpoints.")
+    logging_steps: int = Field(1, ge=1, description="Log loss, lr, tokens and step time every N steps.")
+    extra: dict[str, Any] = Field(
+        default_factory=dict, description="Any other argument of the TRL config class, passed through unchanged "
+        "and checked against it; an argument kositp already sets (a field above, or one kositp derives) is an "
+        "error, never a silent second value.")
+
+
+class TrainConfig(Config):
+    """Fields every training recipe has: model, data, output, adapter, and the grouped settings."""
+
+    # --- what to train, on what, into where
+    model: str = Field("tiny", description="Base model: `tiny`, `tiny:SEED`, `default` (gemma-3-270m), a local "
+                       "directory or a Hugging Face Hub id (offline: use a local copy).")
+    data: str | None = Field(None, description="Training data: a directory with train.jsonl (+ validation.jsonl), "
+                             "one .jsonl file, or a `datasets` id available offline.")
+    out: str | None = Field(None, description="Run directory to create (adapter/model, metrics, checkpoints).")
+    chat_format: str = Field("auto", description="Chat template: `auto` (the model's own family, else ChatML), "
+                             "`chatml` or `gemma`. Recorded beside the tokenizer for export and serving.")
+    dtype: Literal["float32", "bfloat16", "float16", "auto"] = Field(
+        "float32", description="Weight dtype when loading the base model. CPU runs keep float32 master weights; "
+        "use `trainer.bf16: true` for bfloat16 autocast.")
+    backend: Literal["auto", "trl", "unsloth"] = Field(
+        "auto", description="`auto` uses Unsloth when CUDA and the `unsloth` package are present, else TRL.")
+    adapter_type: Literal["lora", "qlora", "full"] = Field(
+        "lora", description="LoRA, QLoRA (4-bit NF4 base, CUDA + bitsandbytes only) or full fine-tuning.")
     seed: int = Field(42, description="Seed for model init of the adapter, data order and dropout.")
     max_length: int | None = Field(1024, ge=8, description="Longest tokenized example; longer ones are dropped "
                                    "(and counted) rather than cut mid-answer. null keeps everything.")
     max_train_samples: int | None = Field(None, ge=1, description="Use only the first N training records.")
     max_eval_samples: int | None = Field(None, ge=1, description="Use only the first N validation records.")
-
-    # --- evaluation, checkpoints, logging
-    eval_steps: int | None = Field(None, ge=1, description="Evaluate on the validation split every N steps "
-                                   "(null: only at the end, when a validation split exists).")
-    save_steps: int = Field(500, ge=1, description="Write checkpoints/checkpoint-N every N steps.")
-    save_total_limit: int | None = Field(3, ge=1, description="Keep at most this many checkpoints.")
-    logging_steps: int = Field(1, ge=1, description="Log loss, lr, tokens and step time every N steps.")
     resume: bool = Field(False, description="Continue from the latest checkpoint in out/checkpoints.")
     overwrite: bool = Field(False, description="Allow writing into a non-empty run directory without resuming.")
     progress: bool = Field(True, description="Show a rich progress bar on the terminal (stderr).")
-    trainer_args: dict[str, Any] = Field(
-        default_factory=dict, description="Extra TRL/transformers trainer arguments passed through unchanged.")
+
+    # --- grouped settings
+    lora: LoraSettings = Field(default_factory=LoraSettings, description="LoRA rank, scale, dropout and targets.")
+    cpu: CpuSettings = Field(default_factory=CpuSettings, description="CPU speed and memory switches.")
+    trainer: TrainerSettings = Field(default_factory=TrainerSettings,
+                                     description="Optimisation, schedule, checkpoints and logging (TRL names).")
 
     # ------------------------------------------------------------------ helpers
 
@@ -162,55 +187,40 @@ def resolve_bf16(value: bool | str) -> bool:
     return bool(value)
 
 
-def trainer_common_args(cfg: TrainConfig, out: Path, has_eval: bool) -> dict[str, Any]:
-    """Keyword arguments for any TRL config class, from the shared fields."""
+def trl_arguments(config_cls, cfg: TrainConfig, out: Path, has_eval: bool, stage_args: dict[str, Any]):
+    """The TRL config object for `cfg`: the `trainer` fields under their own names, what kositp derives
+    (run layout, seed, evaluation, logging, device), the stage's own arguments, then `trainer.extra`."""
+    import dataclasses
+
     import torch
 
-    bf16 = resolve_bf16(cfg.bf16)
-    eval_strategy = "no"
-    if has_eval:
-        eval_strategy = "steps" if cfg.eval_steps else "no"
-    args: dict[str, Any] = dict(
+    promoted = cfg.trainer.model_dump(exclude={"extra"})
+    promoted["bf16"] = resolve_bf16(cfg.trainer.bf16)
+    derived: dict[str, Any] = dict(
         output_dir=str(out / CHECKPOINT_DIR),
-        num_train_epochs=cfg.num_train_epochs,
-        max_steps=cfg.max_steps,
-        per_device_train_batch_size=cfg.per_device_train_batch_size,
-        per_device_eval_batch_size=cfg.per_device_eval_batch_size,
-        gradient_accumulation_steps=cfg.gradient_accumulation_steps,
-        learning_rate=cfg.learning_rate,
-        lr_scheduler_type=cfg.lr_scheduler_type,
-        warmup_steps=cfg.warmup_steps,
-        weight_decay=cfg.weight_decay,
-        max_grad_norm=cfg.max_grad_norm,
-        optim=cfg.optim,
-        bf16=bf16,
-        gradient_checkpointing=cfg.gradient_checkpointing,
         seed=cfg.seed,
         data_seed=cfg.seed,
-        eval_strategy=eval_strategy,
-        eval_steps=cfg.eval_steps,
+        eval_strategy="steps" if has_eval and cfg.trainer.eval_steps else "no",
         save_strategy="steps",
-        save_steps=cfg.save_steps,
-        save_total_limit=cfg.save_total_limit,
-        logging_steps=cfg.logging_steps,
         logging_first_step=True,
-        report_to="none",  # our MetricsCallback writes TensorBoard to RUN/tb and metrics.jsonl
+        report_to="none",  # metrics.jsonl, the PNG and TensorBoard come from kositp's callbacks (callbacks.py)
         disable_tqdm=True,  # replaced by the rich progress bar
         use_cpu=not torch.cuda.is_available(),
         dataloader_num_workers=0,
         include_num_input_tokens_seen="non_padding",
         save_only_model=False,
         ddp_find_unused_parameters=False,  # LoRA uses every adapter weight each step; the extra graph walk is waste
-    )
-    if cfg.gradient_checkpointing:
-        args["gradient_checkpointing_kwargs"] = {"use_reentrant": False}
-    return args
+    ) | stage_args
+    if cfg.trainer.gradient_checkpointing:
+        derived["gradient_checkpointing_kwargs"] = {"use_reentrant": False}
 
-
-def build_trl_args(config_cls, base: dict[str, Any], extra: dict[str, Any]):
-    """Instantiate a TRL config dataclass; unknown `trainer_args` keys become one clear error."""
-    import dataclasses
-
+    extra = cfg.trainer.extra
+    for key in sorted(extra):
+        if key in promoted:
+            raise KositpError(f"trainer.extra.{key} repeats the field trainer.{key}: set it there")
+        if key in derived:
+            raise KositpError(f"trainer.extra.{key}: kositp sets {key} itself (to {derived[key]!r}, from the "
+                              "recipe's own fields); change those instead")
     valid = {f.name for f in dataclasses.fields(config_cls)}
     unknown = sorted(set(extra) - valid)
     if unknown:
@@ -218,25 +228,11 @@ def build_trl_args(config_cls, base: dict[str, Any], extra: dict[str, Any]):
 
         hint = difflib.get_close_matches(unknown[0], sorted(valid), n=1, cutoff=0.6)
         suffix = f"; did you mean '{hint[0]}'?" if hint else ""
-        raise KositpError(f"unknown trainer_args key(s) for {config_cls.__name__}: {', '.join(unknown)}{suffix}")
+        raise KositpError(f"unknown trainer.extra key(s) for {config_cls.__name__}: {', '.join(unknown)}{suffix}")
     try:
-        return config_cls(**(base | extra))
+        return config_cls(**(promoted | derived | extra))
     except (ValueError, TypeError) as exc:
         raise KositpError(f"invalid trainer arguments: {str(exc).splitlines()[0]}") from None
-
-
-def write_run_json(out: Path, record: dict[str, Any]) -> None:
-    (out / RUN_FILE).write_text(json.dumps(record, ensure_ascii=False, indent=2), encoding="utf-8")
-
-
-def read_run_json(run: Path) -> dict[str, Any]:
-    path = Path(run) / RUN_FILE
-    if not path.is_file():
-        raise KositpError(f"{run} is not a kositp run directory (no {RUN_FILE})")
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise KositpError(f"{path} is not valid JSON: {exc.msg}") from None
 
 
 def is_main_process() -> bool:

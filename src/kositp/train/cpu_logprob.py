@@ -4,7 +4,8 @@ TRL 1.15's SFT, DPO and KTO trainers always run the LM head through `add_fused_l
 projects only the positions whose label is kept and computes per-token log-probabilities with a
 Triton kernel (`trl.kernels.ChunkedLogProbFunction`). The CPU torch wheel ships without Triton,
 so TRL leaves `trl.trainer.utils._ChunkedLogProbFunction = None` and every trainer fails on its
-first step. `install()` fills that slot with `ChunkedLogProb` below: same arguments, same five
+first step. `kositp.train.speedups` fills that slot, for one training call, with `ChunkedLogProb`
+below (or the faster `fast_lm_head.FastLabelLogProb`): same arguments, same five
 outputs, plain PyTorch ops. It keeps the property that matters for speed on CPU -- logits exist
 only at loss-bearing positions -- and bounds memory by recomputing each token chunk's logits in
 backward (activation checkpointing) instead of storing `[tokens, vocab]` for the whole batch.
@@ -60,12 +61,3 @@ class ChunkedLogProb:
             top1.detach().bool() if "is_top1" in outputs else None,
         )
 
-
-def install() -> bool:
-    """Fill TRL's kernel slot when Triton is missing; returns True when the fallback is in use."""
-    import trl.trainer.utils as trl_utils
-
-    if getattr(trl_utils, "_ChunkedLogProbFunction", None) is None:
-        trl_utils._ChunkedLogProbFunction = ChunkedLogProb
-        return True
-    return trl_utils._ChunkedLogProbFunction is ChunkedLogProb

@@ -291,27 +291,7 @@ class FastLabelLogProb:
         )
 
 
-def install() -> bool:
-    """Put `FastLabelLogProb` in TRL's kernel slot when Triton's kernel is absent (or the slower CPU one is there).
 
-    Returns True when the fast head is in use. On CUDA with Triton, TRL's own kernel stays.
-    """
-    import trl.trainer.utils as trl_utils
-
-    from kositp.train.cpu_logprob import ChunkedLogProb
-
-    current = getattr(trl_utils, "_ChunkedLogProbFunction", None)
-    if current is None or current is ChunkedLogProb:
-        trl_utils._ChunkedLogProbFunction = FastLabelLogProb
-        return True
-    return current is FastLabelLogProb
-
-
-def uninstall() -> None:
-    """Back to `cpu_logprob.ChunkedLogProb` if this process installed the fast head earlier (`fast_lm_head: false`)."""
-    import trl.trainer.utils as trl_utils
-
-    from kositp.train.cpu_logprob import ChunkedLogProb
-
-    if getattr(trl_utils, "_ChunkedLogProbFunction", None) is FastLabelLogProb:
-        trl_utils._ChunkedLogProbFunction = ChunkedLogProb
+def clear_cache() -> None:
+    """Drop the cached compute-dtype copy of a frozen head (called when a training call ends)."""
+    _frozen_cast.clear()

@@ -77,10 +77,10 @@ def lora_config(cfg: TrainConfig, new_token_ids: list[int] | None = None):
     from peft import LoraConfig
 
     kwargs: dict[str, Any] = dict(
-        r=cfg.lora_r,
-        lora_alpha=cfg.lora_alpha,
-        lora_dropout=cfg.lora_dropout,
-        target_modules=cfg.lora_target_modules,
+        r=cfg.lora.r,
+        lora_alpha=cfg.lora.alpha,
+        lora_dropout=cfg.lora.dropout,
+        target_modules=cfg.lora.target_modules,
         bias="none",
         task_type="CAUSAL_LM",
     )
@@ -100,7 +100,9 @@ def prepare_tokenizer(model_name: str, chat_format: str):
     return tokenizer, fmt, added
 
 
-def _align_model_with_tokenizer(model, tokenizer, fmt: ChatFormat, added: list[int]) -> None:
+def align_model_with_tokenizer(model, tokenizer, fmt: ChatFormat, added: list[int]) -> None:
+    """Fit `model` to the tokenizer `prepare_tokenizer` returned: embedding rows for the tokens it
+    `added`, and generation that stops at the chat format's end-of-turn ids and pads with its pad id."""
     if added or len(tokenizer) > model.get_input_embeddings().weight.shape[0]:
         model.resize_token_embeddings(len(tokenizer))
     eot = end_of_turn_ids(tokenizer, fmt)
@@ -112,9 +114,6 @@ def _align_model_with_tokenizer(model, tokenizer, fmt: ChatFormat, added: list[i
 
 def load_for_training(cfg: TrainConfig, max_seq_length: int | None = None) -> LoadedModel:
     """Model + tokenizer for `cfg`, wrapped the way the chosen backend and adapter type need."""
-    from kositp.train.host_memory import set_mmap_threshold
-
-    set_mmap_threshold(cfg.malloc_mmap_threshold_kib)
     cuda = cuda_available()
     backend = select_backend(cfg.backend, cuda, unsloth_installed())
     check_adapter_type(cfg.adapter_type, cuda)
@@ -136,12 +135,12 @@ def load_for_training(cfg: TrainConfig, max_seq_length: int | None = None) -> Lo
         )
         kwargs["device_map"] = {"": 0}
     model = load_model(cfg.model, cfg.dtype, **kwargs)
-    _align_model_with_tokenizer(model, tokenizer, fmt, added)
+    align_model_with_tokenizer(model, tokenizer, fmt, added)
     if cfg.adapter_type == "qlora":
         from peft import prepare_model_for_kbit_training
 
-        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=cfg.gradient_checkpointing)
-    if cfg.recompute_mlp and not cfg.gradient_checkpointing:  # full checkpointing recomputes everything anyway
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=cfg.trainer.gradient_checkpointing)
+    if cfg.cpu.recompute_mlp and not cfg.trainer.gradient_checkpointing:  # full checkpointing recomputes everything anyway
         from kositp.train.recompute import recompute_gated_mlps
 
         recompute_gated_mlps(model)
@@ -163,17 +162,17 @@ def _load_unsloth(cfg: TrainConfig, base_path: str, max_seq_length: int | None) 
     before = len(tokenizer)
     fmt = apply_chat_format(tokenizer, resolve_chat_format(tokenizer, cfg.chat_format))
     added = list(range(before, len(tokenizer)))
-    _align_model_with_tokenizer(model, tokenizer, fmt, added)
+    align_model_with_tokenizer(model, tokenizer, fmt, added)
     if cfg.uses_peft():
-        targets = UNSLOTH_ALL_LINEAR if cfg.lora_target_modules == "all-linear" else cfg.lora_target_modules
+        targets = UNSLOTH_ALL_LINEAR if cfg.lora.target_modules == "all-linear" else cfg.lora.target_modules
         model = FastLanguageModel.get_peft_model(
             model,
-            r=cfg.lora_r,
+            r=cfg.lora.r,
             target_modules=targets,
-            lora_alpha=cfg.lora_alpha,
-            lora_dropout=cfg.lora_dropout,
+            lora_alpha=cfg.lora.alpha,
+            lora_dropout=cfg.lora.dropout,
             bias="none",
-            use_gradient_checkpointing="unsloth" if cfg.gradient_checkpointing else False,
+            use_gradient_checkpointing="unsloth" if cfg.trainer.gradient_checkpointing else False,
             random_state=cfg.seed,
         )
     return LoadedModel(model, tokenizer, fmt, "unsloth", None, base_path)

@@ -14,22 +14,24 @@ import time
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from kositp.config import dump_config
 from kositp.errors import KositpError
-from kositp.train.common import (
-    ADAPTER_DIR,
-    MODEL_DIR,
-    TrainConfig,
-    build_trl_args,
-    drop_printer,
-    prepare_run_dir,
-    read_run_json,
-    trainer_common_args,
-)
+from kositp.train.common import TrainConfig, TrainerSettings, drop_printer, prepare_run_dir, trl_arguments
+from kositp.train.record import ADAPTER_DIR, read_run
 
 METHODS = ("dpo", "orpo", "kto", "simpo")
+# Settings that only one method reads: set under another method they are an error, not ignored.
+METHOD_ONLY = {"loss_type": "dpo", "simpo_gamma": "simpo", "desirable_weight": "kto", "undesirable_weight": "kto"}
+
+
+class PrefTrainerSettings(TrainerSettings):
+    """Trainer settings with preference-tuning defaults: a smaller learning rate and batch than SFT."""
+
+    learning_rate: float = Field(5e-5, gt=0, lt=1, description="Peak learning rate (preference tuning wants a "
+                                 "smaller one than SFT).")
+    per_device_train_batch_size: int = Field(4, ge=1, le=4096, description="Preference pairs per micro-batch.")
 
 
 class PrefConfig(TrainConfig):
@@ -40,42 +42,47 @@ class PrefConfig(TrainConfig):
                               "and, when given, must be the run's base model.")
     sft_run: str | None = Field(None, description="SFT run directory to continue (its adapter is trained further "
                                 "and a frozen copy serves as the reference).")
-    learning_rate: float = Field(5e-5, gt=0, lt=1, description="Peak learning rate (preference tuning wants a "
-                                 "smaller one than SFT).")
     beta: float = Field(0.1, gt=0, description="DPO/KTO: KL strength; ORPO: odds-ratio weight (lambda); "
                         "SimPO: reward scale (2.0-2.5 in the paper).")
-    loss_type: str = Field("sigmoid", description="DPO loss variant (sigmoid, ipo, hinge, robust, ...).")
-    simpo_gamma: float = Field(0.5, ge=0, description="SimPO target reward margin (gamma / beta ratio in TRL's CPO).")
-    desirable_weight: float = Field(1.0, gt=0, description="KTO weight of desirable (chosen) examples.")
-    undesirable_weight: float = Field(1.0, gt=0, description="KTO weight of undesirable (rejected) examples.")
+    loss_type: str = Field("sigmoid", description="DPO only: loss variant (sigmoid, ipo, hinge, robust, ...).")
+    simpo_gamma: float = Field(0.5, ge=0, description="SimPO only: target reward margin (gamma / beta ratio in "
+                               "TRL's CPO).")
+    desirable_weight: float = Field(1.0, gt=0, description="KTO only: weight of desirable (chosen) examples.")
+    undesirable_weight: float = Field(1.0, gt=0, description="KTO only: weight of undesirable (rejected) examples.")
     max_length: int | None = Field(1024, ge=8, description="Longest prompt + answer in tokens (TRL truncates).")
-    per_device_train_batch_size: int = Field(4, ge=1, le=4096, description="Preference pairs per micro-batch.")
+    trainer: PrefTrainerSettings = Field(default_factory=PrefTrainerSettings,
+                                         description="Optimisation, schedule, checkpoints and logging (TRL names).")
+
+    @model_validator(mode="after")
+    def _settings_fit_the_method(self) -> PrefConfig:
+        for name, method in METHOD_ONLY.items():
+            if name in self.model_fields_set and self.method != method:
+                raise ValueError(f"{name} applies to method {method} only, not {self.method}")
+        return self
 
 
-def _resolve_parent(cfg: PrefConfig) -> tuple[str, Path | None, str | None]:
-    """(base model value, SFT adapter dir or None, parent run) with the adapter/model mismatch checked."""
+def _resolve_parent(cfg: PrefConfig) -> tuple[str, str, Path | None, str | None]:
+    """(base model name, where to load it from, SFT adapter dir or None, parent run), mismatches refused."""
     from kositp.models import resolve_model_path
 
     if cfg.sft_run is None:
         if not cfg.model:
             raise KositpError("no model: pass --model M or --adapter SFT_RUN")
-        return cfg.model, None, None
+        return cfg.model, cfg.model, None, None
     run = Path(cfg.sft_run)
-    record = read_run_json(run)
-    if record.get("kind") != "sft":
-        raise KositpError(f"--adapter {run} is a {record.get('kind')!r} run; it must be an SFT run")
-    if record.get("model"):  # full fine-tune: its weights are the new base, LoRA goes on top
-        if cfg.model and cfg.model != str(run / MODEL_DIR):
+    record = read_run(run)
+    if record.kind != "sft":
+        raise KositpError(f"--adapter {run} is a {record.kind!r} run; it must be an SFT run")
+    if not record.is_adapter:  # full fine-tune: its weights are the new base, LoRA goes on top
+        model_dir = str(record.weights_dir(run))
+        if cfg.model and cfg.model != model_dir:
             raise KositpError(f"--adapter {run} is a full fine-tune; do not pass a different --model ({cfg.model})")
-        return str(run / record["model"]), None, str(run)
-    adapter_dir = run / (record.get("adapter") or ADAPTER_DIR)
-    if not (adapter_dir / "adapter_config.json").is_file():
-        raise KositpError(f"{adapter_dir} has no adapter_config.json; is the SFT run complete?")
-    if (cfg.model and cfg.model != record["base_model"]
-            and resolve_model_path(cfg.model) != record["base_model_path"]):
-        raise KositpError(f"adapter/model mismatch: SFT run {run} was trained on {record['base_model']!r}, "
+        return model_dir, model_dir, None, str(run)
+    if (cfg.model and cfg.model != record.base_model
+            and resolve_model_path(cfg.model) != record.base_model_path):
+        raise KositpError(f"adapter/model mismatch: SFT run {run} was trained on {record.base_model!r}, "
                           f"not {cfg.model!r}")
-    return record["base_model"], adapter_dir, str(run)
+    return record.base_model, record.base_model_source(), record.weights_dir(run), str(run)
 
 
 def _load_with_sft_adapter(cfg: PrefConfig, base: str, adapter_dir: Path):
@@ -144,11 +151,11 @@ def _preference_source(data: str) -> str:
 
 
 def build_pref_trainer(cfg: PrefConfig, out: Path, callbacks: list | None = None):
-    """Data, model and TRL trainer for `cfg`; returns (trainer, loaded, stats, base, parent_run)."""
+    """Data, model and TRL trainer for `cfg`; returns (trainer, loaded, stats, base model name, parent_run)."""
     from kositp.train.data import load_records, preference_rows
 
     data, _ = cfg.require_paths()
-    base, adapter_dir, parent = _resolve_parent(cfg)
+    base_name, base_source, adapter_dir, parent = _resolve_parent(cfg)
     records = load_records(_preference_source(data))
     unpaired = cfg.method == "kto"
     train_rows = preference_rows(records["train"], unpaired)[: cfg.max_train_samples]
@@ -161,19 +168,12 @@ def build_pref_trainer(cfg: PrefConfig, out: Path, callbacks: list | None = None
     from kositp.train.modeling import import_unsloth_first, load_for_training
 
     import_unsloth_first(cfg.backend)
-    from kositp.train import cpu_logprob
-
-    cpu_logprob.install()
     config_cls, trainer_cls = _trainer_classes(cfg.method)
     if adapter_dir is not None:
-        loaded = _load_with_sft_adapter(cfg, base, adapter_dir)
+        loaded = _load_with_sft_adapter(cfg, base_source, adapter_dir)
     else:
-        loaded = load_for_training(cfg.model_copy(update={"model": base}), cfg.max_length)
-    args = build_trl_args(
-        config_cls,
-        trainer_common_args(cfg, out, has_eval=bool(eval_rows)) | _method_args(cfg),
-        cfg.trainer_args,
-    )
+        loaded = load_for_training(cfg.model_copy(update={"model": base_source}), cfg.max_length)
+    args = trl_arguments(config_cls, cfg, out, has_eval=bool(eval_rows), stage_args=_method_args(cfg))
     trainer = trainer_cls(
         model=loaded.model,
         args=args,
@@ -185,7 +185,7 @@ def build_pref_trainer(cfg: PrefConfig, out: Path, callbacks: list | None = None
     )
     drop_printer(trainer)
     stats = {"train_records": len(train_rows), "eval_records": len(eval_rows), "method": cfg.method}
-    return trainer, loaded, stats, base, parent
+    return trainer, loaded, stats, base_name, parent
 
 
 def train_pref(cfg: PrefConfig) -> Path:
@@ -193,9 +193,11 @@ def train_pref(cfg: PrefConfig) -> Path:
     from kositp.train.modeling import import_unsloth_first
 
     import_unsloth_first(cfg.backend)  # before the callbacks' transformers import
-    from kositp.train.artifacts import record_rank, save_trained, write_run_record, write_summary
+    from kositp.train.artifacts import record_rank, save_trained, write_summary
     from kositp.train.callbacks import MetricsCallback, RichProgressCallback, plot_metrics, truncate_metrics
     from kositp.train.common import is_main_process
+    from kositp.train.record import RunRecord
+    from kositp.train.speedups import train_with_speedups
 
     if cfg.method not in METHODS:  # pragma: no cover - pydantic already restricts it
         raise KositpError(f"unknown preference method '{cfg.method}'")
@@ -206,25 +208,24 @@ def train_pref(cfg: PrefConfig) -> Path:
     callbacks: list = [MetricsCallback(out)]
     if cfg.progress:
         callbacks.append(RichProgressCallback(cfg.method.upper()))
-    trainer, loaded, stats, base, parent = build_pref_trainer(cfg, out, callbacks)
+    trainer, loaded, stats, base_name, parent = build_pref_trainer(cfg, out, callbacks)
     if is_main_process():  # written only once the recipe loaded, so a failed start leaves the directory reusable
         dump_config(cfg, out / "config.yaml")
     started = time.perf_counter()
-    result = trainer.train(resume_from_checkpoint=resume_from)
+    result, speedups = train_with_speedups(trainer, cfg.cpu, resume_from)
     wall = time.perf_counter() - started
 
     record_rank(out, trainer)
     is_peft = cfg.uses_peft() or parent is not None and (Path(parent) / ADAPTER_DIR).is_dir()
     saved = save_trained(trainer, loaded.tokenizer, loaded.chat_format, out, is_peft)
     if trainer.is_world_process_zero():
-        write_run_record(
-            out, kind="pref", method=cfg.method, base_model=base, base_model_path=loaded.base_model_path,
-            saved=saved, chat_format=loaded.chat_format.name, final_step=trainer.state.global_step,
-            parent_run=parent,
-        )
+        RunRecord(kind="pref", method=cfg.method, base_model=base_name, base_model_path=loaded.base_model_path,
+                  **{saved: saved}, chat_format=loaded.chat_format.name, final_step=trainer.state.global_step,
+                  parent_run=parent, speedups=speedups).write(out)
         write_summary(out, stats | {
             "backend": loaded.backend, "final_step": trainer.state.global_step, "train_loss": result.training_loss,
             "resumed_from": resume_from, "wall_time_s": round(wall, 3), "world_size": trainer.args.world_size,
+            "speedups": speedups,
         })
-        plot_metrics(out, f"{cfg.method.upper()} {base}")
+        plot_metrics(out, f"{cfg.method.upper()} {base_name}")
     return out

@@ -8,21 +8,22 @@ directory layout documented in `kositp.train.artifacts`.
 
 from __future__ import annotations
 
+import logging
 import time
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import Field
 
 from kositp.config import dump_config
 from kositp.errors import KositpError
-from kositp.train.common import (
-    TrainConfig,
-    build_trl_args,
-    drop_printer,
-    prepare_run_dir,
-    trainer_common_args,
-)
+from kositp.train.common import TrainConfig, drop_printer, prepare_run_dir, trl_arguments
+
+# transformers' causal mask turns restarting position ids into a block-diagonal mask for these
+# attention implementations, so padding-free batches are safe without Flash Attention
+# (tests/test_train_sft.py::test_padding_free_batches_do_not_leak_across_samples checks it).
+PACKED_MASK_ATTENTION = ("sdpa", "eager")
 
 
 class SFTConfig(TrainConfig):
@@ -34,18 +35,14 @@ class SFTConfig(TrainConfig):
                           "attention stays within each sample via position ids.")
     assistant_only_loss: bool = Field(True, description="Loss only on assistant replies (and their end-of-turn "
                                       "token); false trains on the whole conversation.")
-    fast_lm_head: bool = Field(True, description="Without Triton (CPU): compute the loss with kositp's LM-head "
-                               "kernel (logits only at loss-bearing tokens, bf16 matmuls under bf16, hand-written "
-                               "backward; kositp/train/fast_lm_head.py) instead of the checkpointed fallback. Same "
-                               "loss and gradients; no effect where TRL's Triton kernel runs.")
-    frozen_embedding_dtype: Literal["float32", "bfloat16"] = Field(
-        "float32", description="With the fast LM head (CPU): hold a frozen token embedding and its tied output head "
-        "in bfloat16 while the model computes in float32, widening slices on the fly (gemma-3-270m: 640 -> 320 MB; "
-        "kositp/train/frozen_embedding.py). Rounds the embedding to bf16; ignored where the embedding is trained.")
 
 
-def _length_filter(rows: list[dict[str, Any]], tokenizer, max_length: int | None) -> tuple[list[dict], int]:
-    """Drop (and count) conversations longer than max_length tokens, instead of cutting their answers."""
+def filter_by_length(rows: list[dict[str, Any]], tokenizer, max_length: int | None) -> tuple[list[dict], int]:
+    """Drop (and count) conversations longer than `max_length` tokens, instead of cutting their answers.
+
+    Returns (kept rows, dropped count). The tokenizer must carry the chat template training uses,
+    so the lengths are those of the training sequences; `None` keeps everything.
+    """
     if max_length is None:
         return rows, 0
     kept = []
@@ -78,14 +75,11 @@ def build_sft_trainer(cfg: SFTConfig, out: Path, callbacks: list | None = None, 
     from trl import SFTConfig as TRLSFTConfig
     from trl import SFTTrainer
 
-    from kositp.train import cpu_logprob, fast_lm_head
     from kositp.train.modeling import load_for_training
 
-    cpu_logprob.install()
-    fast_lm_head.install() if cfg.fast_lm_head else fast_lm_head.uninstall()
     loaded = load_for_training(cfg, cfg.max_length)
-    train_rows, dropped_train = _length_filter(train_rows, loaded.tokenizer, cfg.max_length)
-    eval_rows, dropped_eval = _length_filter(eval_rows, loaded.tokenizer, cfg.max_length)
+    train_rows, dropped_train = filter_by_length(train_rows, loaded.tokenizer, cfg.max_length)
+    eval_rows, dropped_eval = filter_by_length(eval_rows, loaded.tokenizer, cfg.max_length)
     if not train_rows:
         raise KositpError(f"no training examples left: all {dropped_train} are longer than max_length="
                           f"{cfg.max_length} tokens")
@@ -93,46 +87,46 @@ def build_sft_trainer(cfg: SFTConfig, out: Path, callbacks: list | None = None, 
     # Padding-free without packing never truncates inside TRL (max_length must be None there); the
     # length filter above already enforced it.
     trl_max_length = None if (cfg.padding_free and not cfg.packing) else cfg.max_length
-    args = build_trl_args(
-        TRLSFTConfig,
-        trainer_common_args(cfg, out, has_eval=bool(eval_rows))
-        | dict(
-            max_length=trl_max_length,
-            padding_free=cfg.padding_free,
-            packing=cfg.packing,
-            assistant_only_loss=cfg.assistant_only_loss,
-            dataset_num_proc=None,
-        ),
-        cfg.trainer_args,
-    )
-    trainer = SFTTrainer(
-        model=loaded.model,
-        args=args,
-        train_dataset=Dataset.from_list(train_rows),
-        eval_dataset=Dataset.from_list(eval_rows) if eval_rows else None,
-        processing_class=loaded.tokenizer,
-        peft_config=loaded.peft_config,
-        callbacks=callbacks or [],
-    )
+    args = trl_arguments(TRLSFTConfig, cfg, out, has_eval=bool(eval_rows), stage_args=dict(
+        max_length=trl_max_length,
+        padding_free=cfg.padding_free,
+        packing=cfg.packing,
+        assistant_only_loss=cfg.assistant_only_loss,
+        dataset_num_proc=None,
+    ))
+    with _padding_free_checked(loaded.model):
+        trainer = SFTTrainer(
+            model=loaded.model,
+            args=args,
+            train_dataset=Dataset.from_list(train_rows),
+            eval_dataset=Dataset.from_list(eval_rows) if eval_rows else None,
+            processing_class=loaded.tokenizer,
+            peft_config=loaded.peft_config,
+            callbacks=callbacks or [],
+        )
     drop_printer(trainer)
     stats = {"train_examples": len(train_rows), "eval_examples": len(eval_rows),
              "dropped_too_long": {"train": dropped_train, "validation": dropped_eval}}
-    if cfg.frozen_embedding_dtype != "float32":
-        stats["frozen_embedding"] = _store_frozen_embedding(cfg, trainer)
     return trainer, loaded, stats
 
 
-def _store_frozen_embedding(cfg: SFTConfig, trainer) -> str:
-    """Apply `frozen_embedding_dtype` where the fast LM head consumes the head; say what was done."""
-    from trl.trainer import utils as trl_utils
+@contextmanager
+def _padding_free_checked(model):
+    """Drop TRL's "padding-free needs Flash Attention" warning where the block-diagonal mask makes it safe."""
+    attention = getattr(model.config, "_attn_implementation", None)
+    if attention not in PACKED_MASK_ATTENTION:
+        yield
+        return
+    trl_logger = logging.getLogger("trl.trainer.sft_trainer")
 
-    from kositp.train import fast_lm_head
-    from kositp.train.frozen_embedding import store_frozen_embedding
+    def checked(record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith("Padding-free training is enabled, but")
 
-    if not cfg.fast_lm_head or getattr(trl_utils, "_ChunkedLogProbFunction", None) is not fast_lm_head.FastLabelLogProb:
-        return "kept in the model's dtype: the fast LM head is not in use (CUDA/Triton, or fast_lm_head=false)"
-    why_not = store_frozen_embedding(trainer.model, cfg.frozen_embedding_dtype)
-    return f"kept in the model's dtype: {why_not}" if why_not else f"stored in {cfg.frozen_embedding_dtype}"
+    trl_logger.addFilter(checked)
+    try:
+        yield
+    finally:
+        trl_logger.removeFilter(checked)
 
 
 def train_sft(cfg: SFTConfig) -> Path:
@@ -140,9 +134,11 @@ def train_sft(cfg: SFTConfig) -> Path:
     from kositp.train.modeling import import_unsloth_first
 
     import_unsloth_first(cfg.backend)  # before the callbacks' transformers import
-    from kositp.train.artifacts import record_rank, save_trained, write_run_record, write_summary
+    from kositp.train.artifacts import record_rank, save_trained, write_summary
     from kositp.train.callbacks import MetricsCallback, RichProgressCallback, plot_metrics, truncate_metrics
     from kositp.train.common import is_main_process
+    from kositp.train.record import RunRecord
+    from kositp.train.speedups import train_with_speedups
 
     _, out = cfg.require_paths()
     rows = load_sft_rows(cfg)
@@ -157,21 +153,20 @@ def train_sft(cfg: SFTConfig) -> Path:
     if is_main_process():  # written only once the recipe loaded, so a failed start leaves the directory reusable
         dump_config(cfg, out / "config.yaml")
     started = time.perf_counter()
-    result = trainer.train(resume_from_checkpoint=resume_from)
+    result, speedups = train_with_speedups(trainer, cfg.cpu, resume_from)
     wall = time.perf_counter() - started
 
     record_rank(out, trainer)
     saved = save_trained(trainer, loaded.tokenizer, loaded.chat_format, out, cfg.uses_peft())
     if trainer.is_world_process_zero():
-        write_run_record(
-            out, kind="sft", method="sft", base_model=cfg.model, base_model_path=loaded.base_model_path,
-            saved=saved, chat_format=loaded.chat_format.name, final_step=trainer.state.global_step, parent_run=None,
-        )
+        RunRecord(kind="sft", method="sft", base_model=cfg.model, base_model_path=loaded.base_model_path,
+                  **{saved: saved}, chat_format=loaded.chat_format.name, final_step=trainer.state.global_step,
+                  speedups=speedups).write(out)
         tokens = int(trainer.state.num_input_tokens_seen or 0)
         write_summary(out, stats | {
             "backend": loaded.backend, "final_step": trainer.state.global_step, "train_loss": result.training_loss,
             "resumed_from": resume_from, "wall_time_s": round(wall, 3), "tokens_seen": tokens,
-            "world_size": trainer.args.world_size,
+            "world_size": trainer.args.world_size, "speedups": speedups,
         })
         plot_metrics(out, f"SFT {cfg.model}")
     return out

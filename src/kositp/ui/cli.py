@@ -6,8 +6,6 @@ from pathlib import Path
 
 import typer
 
-from kositp.errors import KositpError
-
 
 def ui_command(
     api: str = typer.Option(None, "--api", help="Base URL of the OpenAI-compatible API, e.g. http://127.0.0.1:8000/v1."),
@@ -24,17 +22,10 @@ def ui_command(
     한국어 채팅 페이지: 스트리밍 응답, 대화 기록, 설정 패널(모델, temperature, top_p, max_tokens,
     시스템 프롬프트), 22개 과제 예시, 중지 버튼, 새 대화.
     """
-    from pydantic import ValidationError
-
     from kositp.config import load_config
     from kositp.ui.config import UIConfig
     from kositp.ui.launch import run_ui
 
-    cfg = load_config(UIConfig, config, list(overrides or []))
-    given = {"api": api, "api_key_file": api_key_file, "host": host, "port": port}
-    try:  # explicit options win over the file and key=value pairs, and are validated the same way
-        cfg = UIConfig.model_validate(cfg.model_dump() | {k: v for k, v in given.items() if v is not None})
-    except ValidationError as err:
-        first = err.errors()[0]
-        raise KositpError(f"invalid --{str(first['loc'][0]).replace('_', '-')}: {first['msg']}") from None
+    cfg = load_config(UIConfig, config, list(overrides or []),
+                      flags={"api": api, "api_key_file": api_key_file, "host": host, "port": port})
     run_ui(cfg)
