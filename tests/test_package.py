@@ -94,6 +94,19 @@ def test_public_api_is_listed():
         assert name in kositp.__all__ and callable(getattr(kositp, name))
 
 
+def test_serve_in_background_answers_and_serve_refuses_a_missing_model(tiny_model_dir: Path, tmp_path: Path):
+    import httpx
+
+    with kositp.serve_in_background(model=str(tiny_model_dir), port=0, served_model_name="tiny") as url:
+        models = httpx.get(f"{url}/v1/models", timeout=60).json()
+        reply = httpx.post(f"{url}/v1/chat/completions", timeout=120, json={
+            "model": "tiny", "messages": [{"role": "user", "content": "안녕하세요"}], "max_tokens": 4})
+    assert [m["id"] for m in models["data"]] == ["tiny"]
+    assert reply.status_code == 200 and isinstance(reply.json()["choices"][0]["message"]["content"], str)
+    with pytest.raises(KositpError, match="is not a directory or an alias"):
+        kositp.serve(model=str(tmp_path / "missing"))  # the package name, callable: the API's serve
+
+
 def _venv_with_the_wheel(tmp_path: Path) -> Path:
     """A fresh venv holding the built wheel; the other dependencies come from this venv, read-only."""
     source = tmp_path / "source"  # build from a copy, so the build writes nothing into the repository

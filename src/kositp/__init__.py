@@ -11,6 +11,9 @@ config object, plus keyword overrides with the config's field names.
 
 __version__ = "0.1.0"
 
+# kositp.serve(...) is the API's serve function; the name is also the serve package, which is made
+# callable for that reason (kositp/serve/__init__.py). Importing it here keeps the name one object.
+from kositp import serve
 from kositp.api import (
     build_data,
     build_pairs,
@@ -18,7 +21,6 @@ from kositp.api import (
     export_model,
     register_source_format,
     resolve_config,
-    serve,
     serve_in_background,
     train_preference,
     train_sft,
