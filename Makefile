@@ -35,14 +35,14 @@ demo: setup
 	$(BIN)/kositp demo
 
 lint: setup
-	$(BIN)/ruff check src tests
+	$(BIN)/ruff check src tests examples
 
 test: setup system-deps lint vllm-env
 	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -n 2 --dist loadgroup
 
 fmt: setup
-	$(BIN)/ruff check --fix src tests
-	$(BIN)/ruff format src tests
+	$(BIN)/ruff check --fix src tests examples
+	$(BIN)/ruff format src tests examples
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache
