@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import sys
 from pathlib import Path
 
 import typer
@@ -56,5 +57,5 @@ def serve_command(
     from kositp.serve.server import run
 
     code = run(cfg)
-    if code:  # the drain after SIGTERM had to cut requests in flight
-        raise typer.Exit(code)
+    if code:  # the drain after SIGTERM cut requests in flight
+        sys.exit(code)  # not typer.Exit: main() runs typer with standalone_mode=False, which returns it
