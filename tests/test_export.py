@@ -192,3 +192,21 @@ def test_cli_refuses_to_overwrite_and_rejects_bad_dtype(run_dir, tmp_path):
     assert (out / "keep.txt").exists()
     proc = _cli("--run", str(run_dir), "--out", str(tmp_path / "o"), "--dtype", "int3")
     assert proc.returncode == 2 and "dtype" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_chat_format_record_round_trips_and_a_corrupt_one_is_one_error(run_dir, tmp_path):
+    from transformers import AutoTokenizer
+
+    from kositp.chat import CHAT_FORMAT_FILE, CHATML, ChatFormatRecord, load_chat_format
+    from kositp.errors import KositpError
+
+    tokenizer = AutoTokenizer.from_pretrained(run_dir / "adapter")
+    assert load_chat_format(run_dir / "adapter", tokenizer) == CHATML
+    record = ChatFormatRecord.model_validate_json((run_dir / "adapter" / CHAT_FORMAT_FILE).read_text())
+    assert record.end_of_turn_ids and record.chat_format() == CHATML
+    (tmp_path / CHAT_FORMAT_FILE).write_text('{"name": "chatml"}')
+    with pytest.raises(KositpError, match="not a valid chat format record: template: Field required"):
+        load_chat_format(tmp_path, tokenizer)
+    (tmp_path / CHAT_FORMAT_FILE).write_text("{broken")
+    with pytest.raises(KositpError, match="not a valid chat format record"):
+        load_chat_format(tmp_path, tokenizer)

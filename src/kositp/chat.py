@@ -16,12 +16,13 @@ Resolution order (`resolve_chat_format`):
 from __future__ import annotations
 
 import contextlib
-import json
 import re
 import secrets
 import weakref
 from dataclasses import asdict, dataclass
 from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, ValidationError
 
 from kositp.errors import KositpError
 
@@ -140,23 +141,40 @@ def end_of_turn_ids(tokenizer, fmt: ChatFormat) -> list[int]:
     return ids
 
 
+class ChatFormatRecord(BaseModel):
+    """kositp_chat.json, written beside every saved tokenizer (training, export, the built-in models)."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    name: str
+    template: str
+    end_of_turn: list[str]
+    markers: list[str]
+    special_tokens: list[str] = []  # absent in older records: a known family's tokens are implied
+    end_of_turn_ids: list[int] = []
+
+    def chat_format(self) -> ChatFormat:
+        special = self.special_tokens or list(getattr(FORMATS.get(self.name), "special_tokens", ()))
+        return ChatFormat(self.name, self.template, tuple(self.end_of_turn), tuple(self.markers), tuple(special))
+
+
 def save_chat_format(tokenizer, fmt: ChatFormat, directory: str | Path) -> None:
     """Record the format beside a saved tokenizer so every later stage uses the same one."""
-    record = asdict(fmt) | {"end_of_turn_ids": end_of_turn_ids(tokenizer, fmt)}
-    Path(directory, CHAT_FORMAT_FILE).write_text(json.dumps(record, ensure_ascii=False, indent=2), encoding="utf-8")
+    record = ChatFormatRecord(**asdict(fmt), end_of_turn_ids=end_of_turn_ids(tokenizer, fmt))
+    Path(directory, CHAT_FORMAT_FILE).write_text(record.model_dump_json(indent=2), encoding="utf-8")
 
 
 def load_chat_format(directory: str | Path, tokenizer) -> ChatFormat:
     """The format a model directory was trained with, else what its tokenizer implies."""
     path = Path(directory, CHAT_FORMAT_FILE)
-    if path.is_file():
-        record = json.loads(path.read_text(encoding="utf-8"))
-        return ChatFormat(
-            record["name"], record["template"], tuple(record["end_of_turn"]), tuple(record["markers"]),
-            # Records written before `special_tokens` existed: a known family's tokens are implied.
-            tuple(record.get("special_tokens") or getattr(FORMATS.get(record["name"]), "special_tokens", ())),
-        )
-    return resolve_chat_format(tokenizer)
+    if not path.is_file():
+        return resolve_chat_format(tokenizer)
+    try:
+        return ChatFormatRecord.model_validate_json(path.read_bytes()).chat_format()
+    except ValidationError as err:
+        first = err.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "(record)"
+        raise KositpError(f"{path} is not a valid chat format record: {where}: {first['msg']}") from None
 
 
 def render(tokenizer, messages: list[dict], add_generation_prompt: bool = True) -> str:

@@ -1,4 +1,4 @@
-"""Trainer callbacks: metrics.jsonl + TensorBoard, a rich progress bar, and the loss-curve PNG.
+"""Trainer callbacks: metrics.jsonl, TensorBoard (transformers' own logger), a progress bar, the loss-curve PNG.
 
 Only the main process writes files; under `accelerate launch` every rank trains but rank 0 logs.
 """
@@ -26,15 +26,8 @@ class MetricsCallback(TrainerCallback):
     def __init__(self, run_dir: Path):
         self.run_dir = Path(run_dir)
         self.path = self.run_dir / METRICS_FILE
-        self._writer = None
         self._step_started = 0.0
         self._step_times: list[float] = []
-
-    def on_train_begin(self, args, state, control, **kwargs):
-        if state.is_world_process_zero:
-            from torch.utils.tensorboard import SummaryWriter
-
-            self._writer = SummaryWriter(log_dir=str(self.run_dir / TB_DIR))
 
     def on_step_begin(self, args, state, control, **kwargs):
         self._step_started = time.perf_counter()
@@ -58,16 +51,16 @@ class MetricsCallback(TrainerCallback):
             self._step_times.clear()
         with self.path.open("a", encoding="utf-8") as handle:
             handle.write(json.dumps(record, ensure_ascii=False) + "\n")
-        if self._writer is not None:
-            for key, value in record.items():
-                if key not in ("step", "split"):
-                    self._writer.add_scalar(f"{record['split']}/{key}", value, state.global_step)
-            self._writer.flush()
 
-    def on_train_end(self, args, state, control, **kwargs):
-        if self._writer is not None:
-            self._writer.close()
-            self._writer = None
+
+def tensorboard_callback(run_dir: Path):
+    """transformers' TensorBoard logger, writing to RUN/tb. Added as a callback rather than through
+    `report_to="tensorboard"`, whose directory is process-wide (TENSORBOARD_LOGGING_DIR) or under the checkpoints."""
+    from transformers.integrations import TensorBoardCallback
+
+    callback = TensorBoardCallback()
+    callback.logging_dir = str(Path(run_dir) / TB_DIR)
+    return callback
 
 
 class RichProgressCallback(TrainerCallback):

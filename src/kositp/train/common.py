@@ -167,7 +167,8 @@ def _clear_run_artifacts(out: Path) -> None:
 
 
 def latest_checkpoint(ckpt_root: Path) -> Path | None:
-    """The complete checkpoint with the highest step (a checkpoint killed mid-write lacks trainer_state.json)."""
+    """The complete checkpoint with the highest step. Kept beside transformers' `get_last_checkpoint`, which
+    also returns a checkpoint killed mid-write (no trainer_state.json) that cannot be resumed."""
     if not ckpt_root.is_dir():
         return None
     done = [p for p in ckpt_root.glob("checkpoint-*") if p.name.split("-")[-1].isdigit()
@@ -203,7 +204,7 @@ def trl_arguments(config_cls, cfg: TrainConfig, out: Path, has_eval: bool, stage
         eval_strategy="steps" if has_eval and cfg.trainer.eval_steps else "no",
         save_strategy="steps",
         logging_first_step=True,
-        report_to="none",  # metrics.jsonl, the PNG and TensorBoard come from kositp's callbacks (callbacks.py)
+        report_to="none",  # callbacks.py adds metrics.jsonl, the PNG and TensorBoard (in RUN/tb)
         disable_tqdm=True,  # replaced by the rich progress bar
         use_cpu=not torch.cuda.is_available(),
         dataloader_num_workers=0,

@@ -194,7 +194,13 @@ def train_pref(cfg: PrefConfig) -> Path:
 
     import_unsloth_first(cfg.backend)  # before the callbacks' transformers import
     from kositp.train.artifacts import record_rank, save_trained, write_summary
-    from kositp.train.callbacks import MetricsCallback, RichProgressCallback, plot_metrics, truncate_metrics
+    from kositp.train.callbacks import (
+        MetricsCallback,
+        RichProgressCallback,
+        plot_metrics,
+        tensorboard_callback,
+        truncate_metrics,
+    )
     from kositp.train.common import is_main_process
     from kositp.train.record import RunRecord
     from kositp.train.speedups import train_with_speedups
@@ -205,7 +211,7 @@ def train_pref(cfg: PrefConfig) -> Path:
     resume_from = prepare_run_dir(out, cfg.resume, cfg.overwrite)
     if resume_from and is_main_process():
         truncate_metrics(out, int(Path(resume_from).name.split("-")[-1]))
-    callbacks: list = [MetricsCallback(out)]
+    callbacks: list = [MetricsCallback(out), tensorboard_callback(out)]
     if cfg.progress:
         callbacks.append(RichProgressCallback(cfg.method.upper()))
     trainer, loaded, stats, base_name, parent = build_pref_trainer(cfg, out, callbacks)

@@ -120,7 +120,7 @@ def _padding_free_checked(model):
     trl_logger = logging.getLogger("trl.trainer.sft_trainer")
 
     def checked(record: logging.LogRecord) -> bool:
-        return not record.getMessage().startswith("Padding-free training is enabled, but")
+        return "Padding-free training is enabled, but" not in record.getMessage()  # accelerate prefixes the rank
 
     trl_logger.addFilter(checked)
     try:
@@ -135,7 +135,13 @@ def train_sft(cfg: SFTConfig) -> Path:
 
     import_unsloth_first(cfg.backend)  # before the callbacks' transformers import
     from kositp.train.artifacts import record_rank, save_trained, write_summary
-    from kositp.train.callbacks import MetricsCallback, RichProgressCallback, plot_metrics, truncate_metrics
+    from kositp.train.callbacks import (
+        MetricsCallback,
+        RichProgressCallback,
+        plot_metrics,
+        tensorboard_callback,
+        truncate_metrics,
+    )
     from kositp.train.common import is_main_process
     from kositp.train.record import RunRecord
     from kositp.train.speedups import train_with_speedups
@@ -146,7 +152,7 @@ def train_sft(cfg: SFTConfig) -> Path:
     if resume_from and is_main_process():
         truncate_metrics(out, int(Path(resume_from).name.split("-")[-1]))
 
-    callbacks: list = [MetricsCallback(out)]
+    callbacks: list = [MetricsCallback(out), tensorboard_callback(out)]
     if cfg.progress:
         callbacks.append(RichProgressCallback("SFT"))
     trainer, loaded, stats = build_sft_trainer(cfg, out, callbacks, rows)
