@@ -16,6 +16,7 @@ Resolution order (`resolve_chat_format`):
 from __future__ import annotations
 
 import contextlib
+import functools
 import re
 import secrets
 import weakref
@@ -215,9 +216,17 @@ def _control_pattern(tokenizer) -> re.Pattern | None:
     return pattern
 
 
+@functools.lru_cache(maxsize=8)
+def _alternation(strings: tuple[str, ...]) -> re.Pattern:
+    return re.compile("|".join(map(re.escape, sorted(strings, key=len, reverse=True))))
+
+
 def find_control_strings(text: str, strings: tuple[str, ...] = KNOWN_CONTROL_STRINGS) -> list[str]:
     """The control strings that occur in `text` (each once, in `strings` order)."""
-    return [s for s in strings if s in text]
+    if not strings:
+        return []
+    found = set(_alternation(strings).findall(text))
+    return [s for s in strings if s in found]
 
 
 def encode_prompt(tokenizer, messages: list[dict], add_generation_prompt: bool = True) -> list[int]:

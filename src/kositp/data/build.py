@@ -4,8 +4,9 @@ Pipeline (one streaming pass, then a cheap second pass over a spool file):
 1. every source adapter yields Documents / ready records / rejects;
 2. Documents go through the 22 task builders; examples are rendered with a template chosen by a
    stable hash of (seed, task, record key);
-3. each candidate is checked (empty answer, PII masks), de-duplicated (exact, then near within
-   task), length-filtered with the configured tokenizer on the rendered chat, and spooled;
+3. each candidate is checked (empty answer, chat-template control tokens in content, PII masks),
+   de-duplicated (exact, then near within task), length-filtered with the configured tokenizer on
+   the rendered chat, and spooled;
 4. caps per task / per source keep a seeded, order-independent subset;
 5. documents are assigned to splits per source (seeded, exact proportions), so no document is in
    two splits; the spool is routed into train/validation/test.jsonl, written temp-then-rename.
@@ -28,6 +29,7 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
+from kositp.chat import KNOWN_CONTROL_STRINGS, control_strings, find_control_strings
 from kositp.config import Config
 from kositp.data.dedup import Deduplicator
 from kositp.data.schema import Document, InstructionRecord, PreferenceRecord, Reject
@@ -286,6 +288,12 @@ def _iter_candidates(cfg: BuildConfig, tasks: tuple[str, ...], stats: _Stats, op
                 yield "pref", (record, exact, item.ref)
 
 
+def _all_contents(record: dict) -> str:
+    """Every message content of a record, joined (instruction or preference)."""
+    turns = record.get("messages") or [*record["prompt"], *record["chosen"], *record["rejected"]]
+    return "\n".join(m["content"] for m in turns)
+
+
 def _texts(record: dict) -> tuple[str, str]:
     if "messages" in record:
         prompt = "\n".join(m["content"] for m in record["messages"] if m["role"] != "assistant")
@@ -347,6 +355,7 @@ def build(cfg: BuildConfig, out: str | Path | None = None, progress: Callable[[s
     tasks = tuple(t for t in TASKS if cfg.tasks is None or t in cfg.tasks)
     opt = TaskOptions(**cfg.task_options.model_dump(), seed=cfg.seed)
     lengths = _LengthCounter(cfg.tokenizer) if cfg.tokenizer else None
+    control = tuple(dict.fromkeys(KNOWN_CONTROL_STRINGS + tuple(control_strings(lengths.tokenizer) if lengths else ())))
     dedup = Deduplicator(near=cfg.dedup.near, threshold=cfg.dedup.near_threshold, seed=cfg.seed)
     stats = _Stats()
     work = Path(tempfile.mkdtemp(prefix=".kositp-build-", dir=out_dir))
@@ -373,6 +382,12 @@ def build(cfg: BuildConfig, out: str | Path | None = None, progress: Callable[[s
                 rej_base = Reject(record["source"], ref, "", task=record["task"])
                 if not answer.strip():
                     rej_base.reason = "empty_answer"
+                    reject(rej_base)
+                    continue
+                forged = find_control_strings(_all_contents(record), control)
+                if forged:  # a chat-template marker in content would forge turns and corrupt the loss mask
+                    rej_base.reason = "control_token"
+                    rej_base.detail = ", ".join(forged)
                     reject(rej_base)
                     continue
                 if masked_ratio(prompt + answer) > cfg.max_masked_ratio:
