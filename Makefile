@@ -65,3 +65,16 @@ $(VLLM_STAMP): requirements/vllm.txt
 	$(VLLM_VENV)/bin/python -m pip uninstall -y -q torchvision torchaudio torchcodec triton 2>/dev/null || true
 	$(VLLM_VENV)/bin/python -c "import vllm, torch; assert torch.__version__.endswith('+cpu'), torch.__version__"
 	touch $@
+
+# The GPU check (issue #13; docs/training.md, "Measuring on a GPU"): what travels to a GPU machine that has
+# no network. gpu-wheels: CPython 3.12 manylinux wheels of TRL, datasets, Unsloth, bitsandbytes and their
+# small dependencies (slimmed to fit the 64 MiB that may travel). gpu-assets: the tiny Korean tokenizer and
+# the demo corpus built with it. Both live in .gpu/, which git ignores.
+.PHONY: gpu-wheels gpu-assets
+gpu-wheels: setup
+	$(BIN)/python scripts/gpu_wheels.py --dest .gpu
+
+gpu-assets: setup
+	rm -rf .gpu/assets && mkdir -p .gpu/assets
+	$(BIN)/kositp models tiny --out .gpu/assets/tiny --seed 0
+	$(BIN)/kositp data build --config data/demo --out .gpu/assets/data --tokenizer .gpu/assets/tiny

@@ -128,7 +128,7 @@ def test_bench_gpu_unsloth_case_imports_unsloth_first(standin, data, tmp_path, t
     from kositp.bench.model_shapes import write_random_model
 
     out = tmp_path / "gpu"
-    write_random_model("llama-tiny", out / "models" / "llama-tiny", str(tiny_model_dir))  # on the real (CPU) torch
+    write_random_model("llama-tiny", out / "work" / "models" / "llama-tiny", str(tiny_model_dir))  # on the real (CPU) torch
     proc, records = _kositp(standin, "bench", "gpu", "--out", str(out), "--shapes", "llama-tiny", "--adapters",
                             "lora", "--variants", "kositp-unsloth", "--no-extras", "--data", str(data),
                             "--tokenizer", str(tiny_model_dir), fake_cuda=True)

@@ -259,39 +259,22 @@ def _python_child(kind: str, spec: dict[str, Any], workdir: Path, name: str, tim
     return record
 
 
-def _ensure_model(shape: str, models: Path, tokenizer: str, budget: Budget, cap: float, report: dict) -> Path | None:
+def _ensure_model(shape: str, models: Path, logs: Path, tokenizer: str, budget: Budget, cap: float,
+                  report: dict) -> Path | None:
     model_dir = models / shape
     if (model_dir / "config.json").is_file():
         return model_dir
     record = _python_child("model", {"shape": shape, "model_dir": str(model_dir), "tokenizer": tokenizer, "seed": 0},
-                           models, f"write-{shape}", min(cap, budget.left()))
+                           logs, f"write-{shape}", min(cap, budget.left()))
     report["models"][shape] = record
     return model_dir if record["status"] == "ok" else None
 
 
-def write_pairs(data: Path, out: Path, count: int) -> Path:
-    """Preference pairs from SFT records: the record's own answer is chosen, the next record's (another
-    task's) answer is rejected. Enough to exercise one DPO step; not a training set."""
-    from kositp.train.data import load_records
-
-    records = load_records(data)["train"][: count + 1]
-    if len(records) < 2:
-        raise KositpError(f"{data}: need at least two training records to make preference pairs")
-    with open(out, "w", encoding="utf-8") as fh:
-        for rec, other in zip(records, records[1:] + records[:1], strict=True):
-            prompt = [m for m in rec["messages"] if m["role"] != "assistant"]
-            fh.write(json.dumps({"id": rec.get("id"), "prompt": prompt,
-                                 "chosen": [m for m in rec["messages"] if m["role"] == "assistant"][-1:],
-                                 "rejected": [m for m in other["messages"] if m["role"] == "assistant"][-1:]},
-                                ensure_ascii=False) + "\n")
-    return out
-
-
-def _extras(model_dir: Path, data: Path, out: Path, recipe: str, sets: list[str], budget: Budget,
+def _extras(model_dir: Path, data: Path, out: Path, logs: Path, recipe: str, sets: list[str], budget: Budget,
             cap: float) -> dict[str, Any]:
-    """SFT (QLoRA) -> one DPO step on its adapter -> export merging the QLoRA adapter, through the real CLI."""
+    """SFT (QLoRA) -> one DPO step on its adapter (the data's preference.jsonl pairs) -> export merging the
+    QLoRA adapter into the 16-bit base, through the real CLI."""
     kositp = [sys.executable, "-m", "kositp.cli"]
-    pairs = write_pairs(data, out / "pairs.jsonl", 8)
     steps = {
         "sft_qlora": kositp + ["train", "sft", "--config", recipe, "--model", str(model_dir), "--data", str(data),
                                "--out", str(out / "sft"), "adapter_type=qlora", "trainer.max_steps=2",
@@ -299,10 +282,10 @@ def _extras(model_dir: Path, data: Path, out: Path, recipe: str, sets: list[str]
                                "trainer.save_steps=2", "trainer.eval_steps=null", "max_train_samples=4",
                                "max_eval_samples=1", "max_length=1024", "progress=false", "overwrite=true", *sets],
         "dpo_step": kositp + ["train", "pref", "--config", "pref/demo-dpo", "--method", "dpo", "--model",
-                              str(model_dir), "--adapter", str(out / "sft"), "--data", str(pairs), "--out",
+                              str(model_dir), "--adapter", str(out / "sft"), "--data", str(data), "--out",
                               str(out / "dpo"), "trainer.max_steps=1", "trainer.per_device_train_batch_size=1",
                               "trainer.gradient_accumulation_steps=1", "trainer.save_steps=1", "progress=false",
-                              "overwrite=true"],
+                              "overwrite=true", *sets],
         "export_merge": kositp + ["export", "--run", str(out / "sft"), "--out", str(out / "export"), "--dtype",
                                   "bf16", "--no-check-vllm", "--overwrite"],
     }
@@ -314,10 +297,10 @@ def _extras(model_dir: Path, data: Path, out: Path, recipe: str, sets: list[str]
         if any(r["status"] != "ok" for r in results.values()):
             results[name] = {"status": "skipped: an earlier step failed"}
             continue
-        status, wall = _run_child(argv, min(cap, budget.left()), out / f"{name}.log")
+        status, wall = _run_child(argv, min(cap, budget.left()), logs / f"{name}.log")
         results[name] = {"status": status, "wall_s": wall, "command": " ".join(argv[2:])}
         if status != "ok":
-            results[name]["error"] = _last_line(out / f"{name}.log")
+            results[name]["error"] = _last_line(logs / f"{name}.log")
     return results
 
 
@@ -402,7 +385,9 @@ def _split(value: str, allowed, what: str) -> list[str]:
 
 
 def bench_gpu(
-    out: Path = typer.Option(..., "--out", help="Directory for bench_gpu.json, bench_gpu.md, models and logs."),
+    out: Path = typer.Option(..., "--out", help="Directory for bench_gpu.json, bench_gpu.md and the logs."),
+    work: Path | None = typer.Option(None, "--work", help="Directory for the bulky files: random models (the 8B "
+                                     "shape is 16 GB), run directories, the export (default: OUT/work)."),
     shapes: str = typer.Option(DEFAULT_SHAPES, "--shapes", help="Comma-separated model shapes, run in this "
                                "order: llama-3.1-8b, llama-3.2-1b, gemma-3-1b (llama-tiny for CPU smoke tests)."),
     adapters: str = typer.Option("lora,qlora", "--adapters", help="Comma-separated: lora, qlora."),
@@ -413,7 +398,7 @@ def bench_gpu(
                                   "or directory)."),
     recipe: str = typer.Option(DEFAULT_RECIPE, "--recipe", help="kositp SFT recipe the kositp variants run."),
     kositp_set: list[str] = typer.Option([], "--set", help="key=value override of the recipe, for the kositp "
-                                         "variants and the end-to-end SFT (repeatable)."),
+                                         "variants and the end-to-end SFT and DPO (repeatable), e.g. dtype=bfloat16."),
     steps: int = typer.Option(8, "--steps", min=1, max=10_000, help="Optimizer steps per case."),
     batch_size: int = typer.Option(4, "--batch-size", min=1, max=1024, help="Sequences per step."),
     max_length: int = typer.Option(1024, "--max-length", min=8, help="Longest record kept, in tokens."),
@@ -434,9 +419,9 @@ def bench_gpu(
     budget = Budget(budget_s)
     chosen_shapes = _split(shapes, SHAPES, "shape(s)")
     chosen_adapters, chosen_variants = _split(adapters, ADAPTERS, "adapter(s)"), _split(variants, VARIANTS, "variant(s)")
-    out.mkdir(parents=True, exist_ok=True)
-    for sub in ("models", "cases", "extras"):
-        (out / sub).mkdir(exist_ok=True)
+    work = work or out / "work"
+    for folder in (out / "logs", work / "models", work / "cases", work / "extras"):
+        folder.mkdir(parents=True, exist_ok=True)
     if data is None:
         from kositp.bench.train import _ensure_demo_data
 
@@ -451,7 +436,7 @@ def bench_gpu(
                               "machine": machine_info(), "models": {}, "cases": [], "extras": {}}
     first_small = next((s for s in chosen_shapes if s != "llama-3.1-8b"), None)
     for index, shape in enumerate(chosen_shapes):
-        model_dir = _ensure_model(shape, out / "models", tokenizer, budget, case_timeout, report)
+        model_dir = _ensure_model(shape, work / "models", out / "logs", tokenizer, budget, case_timeout, report)
         for adapter in chosen_adapters:
             for variant in chosen_variants:
                 name = f"{shape}-{adapter}-{variant}"
@@ -462,18 +447,18 @@ def bench_gpu(
                     case["status"] = "skipped: out of time"
                 else:
                     console.print(f"[{budget.left():.0f} s left] {name}")
-                    spec = case | {"model_dir": str(model_dir), "data": str(data), "run_dir": str(out / "cases" / name),
+                    spec = case | {"model_dir": str(model_dir), "data": str(data), "run_dir": str(work / "cases" / name),
                                    "recipe": recipe, "overrides": list(kositp_set), "steps": steps,
                                    "batch_size": batch_size, "max_length": max_length, "optim": optim, "seed": 42}
-                    case |= _python_child("case", spec, out / "cases", name, min(case_timeout, budget.left()))
+                    case |= _python_child("case", spec, out / "logs", name, min(case_timeout, budget.left()))
                 report["cases"].append(case)
                 _write_report(out, report)
         if extras and index == 0 and first_small is not None and budget.left() > 60:
-            small = _ensure_model(first_small, out / "models", tokenizer, budget, case_timeout, report)
+            small = _ensure_model(first_small, work / "models", out / "logs", tokenizer, budget, case_timeout, report)
             if small is not None:
                 console.print(f"[{budget.left():.0f} s left] end-to-end: SFT QLoRA -> DPO -> export ({first_small})")
                 report["extras"] = {"shape": first_small, "steps": _extras(
-                    small, data, out / "extras", recipe, list(kositp_set), budget, case_timeout)}
+                    small, data, work / "extras", out / "logs", recipe, list(kositp_set), budget, case_timeout)}
                 _write_report(out, report)
     _write_report(out, report)
     console.print(render_markdown(report))
