@@ -37,3 +37,16 @@ def benchmarks_dir() -> Path:
     if not BENCHMARKS.is_dir():
         pytest.skip(f"benchmark files not found at {BENCHMARKS} (set KOSITP_BENCHMARKS)")
     return BENCHMARKS
+
+
+@pytest.fixture
+def fast_head(monkeypatch):
+    """kositp's fast head in TRL's kernel slot for this test (as on a CPU without Triton), restored after."""
+    import trl.trainer.utils as trl_utils
+
+    from kositp.train.speedups import FAST_KERNEL, lm_head_kernel
+
+    monkeypatch.setattr(trl_utils, "_ChunkedLogProbFunction", None)
+    with lm_head_kernel("fast") as kernel:
+        assert kernel == FAST_KERNEL
+        yield

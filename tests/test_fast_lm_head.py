@@ -10,20 +10,6 @@ from kositp.train import fast_lm_head
 from kositp.train.fast_lm_head import FastLabelLogProb
 
 
-@pytest.fixture
-def fast_head(monkeypatch):
-    """kositp's fast head in TRL's kernel slot for this test (as on a CPU without Triton), restored after."""
-    import trl.trainer.utils as trl_utils
-
-    from kositp.train.speedups import FAST_KERNEL, lm_head_kernel
-
-    monkeypatch.setattr(trl_utils, "_ChunkedLogProbFunction", None)
-    with lm_head_kernel("fast") as kernel:
-        assert kernel == FAST_KERNEL
-        yield
-
-
-
 def _reference(hidden, weight, bias, targets, temperature, softcap, scale):
     z = F.linear(hidden, weight, bias).float() * scale
     if softcap is not None:

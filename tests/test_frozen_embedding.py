@@ -26,19 +26,6 @@ def _tiny_llama(tiny_model_dir):
 
     return AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.float32)
 
-@pytest.fixture
-def fast_head(monkeypatch):
-    """kositp's fast head in TRL's kernel slot for this test (as on a CPU without Triton), restored after."""
-    import trl.trainer.utils as trl_utils
-
-    from kositp.train.speedups import FAST_KERNEL, lm_head_kernel
-
-    monkeypatch.setattr(trl_utils, "_ChunkedLogProbFunction", None)
-    with lm_head_kernel("fast") as kernel:
-        assert kernel == FAST_KERNEL
-        yield
-
-
 
 @pytest.fixture(params=["llama", "gemma3"])
 def base_model(request, tiny_model_dir):

@@ -240,8 +240,23 @@ def is_main_process() -> bool:
     return int(os.environ.get("RANK", "0")) == 0
 
 
-def drop_printer(trainer) -> None:
-    """With tqdm disabled, transformers prints every log dict to stdout; metrics.jsonl and the bar replace it."""
+def make_trainer(trainer_cls, loaded, args, train_rows: list[dict], eval_rows: list[dict], callbacks: list | None):
+    """A TRL trainer on `loaded`'s model and tokenizer with the given rows and callbacks.
+
+    With tqdm disabled, transformers prints every log dict to stdout; metrics.jsonl and the progress
+    bar replace that, so its printer is removed.
+    """
+    from datasets import Dataset
     from transformers.trainer_callback import PrinterCallback
 
+    trainer = trainer_cls(
+        model=loaded.model,
+        args=args,
+        train_dataset=Dataset.from_list(train_rows),
+        eval_dataset=Dataset.from_list(eval_rows) if eval_rows else None,
+        processing_class=loaded.tokenizer,
+        peft_config=loaded.peft_config,
+        callbacks=callbacks or [],
+    )
     trainer.remove_callback(PrinterCallback)
+    return trainer

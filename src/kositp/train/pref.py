@@ -18,7 +18,7 @@ from pydantic import Field, model_validator
 
 from kositp.config import dump_config
 from kositp.errors import KositpError
-from kositp.train.common import TrainConfig, TrainerSettings, drop_printer, prepare_run_dir, trl_arguments
+from kositp.train.common import TrainConfig, TrainerSettings, make_trainer, prepare_run_dir, trl_arguments
 from kositp.train.record import ADAPTER_DIR, read_run
 
 METHODS = ("dpo", "orpo", "kto", "simpo")
@@ -163,8 +163,6 @@ def build_pref_trainer(cfg: PrefConfig, out: Path, callbacks: list | None = None
     if not train_rows:
         raise KositpError(f"no preference records in {data}")
 
-    from datasets import Dataset
-
     from kositp.train.modeling import import_unsloth_first, load_for_training
 
     import_unsloth_first(cfg.backend)
@@ -174,16 +172,7 @@ def build_pref_trainer(cfg: PrefConfig, out: Path, callbacks: list | None = None
     else:
         loaded = load_for_training(cfg.model_copy(update={"model": base_source}), cfg.max_length)
     args = trl_arguments(config_cls, cfg, out, has_eval=bool(eval_rows), stage_args=_method_args(cfg))
-    trainer = trainer_cls(
-        model=loaded.model,
-        args=args,
-        train_dataset=Dataset.from_list(train_rows),
-        eval_dataset=Dataset.from_list(eval_rows) if eval_rows else None,
-        processing_class=loaded.tokenizer,
-        peft_config=loaded.peft_config,
-        callbacks=callbacks or [],
-    )
-    drop_printer(trainer)
+    trainer = make_trainer(trainer_cls, loaded, args, train_rows, eval_rows, callbacks)
     stats = {"train_records": len(train_rows), "eval_records": len(eval_rows), "method": cfg.method}
     return trainer, loaded, stats, base_name, parent
 

@@ -18,7 +18,7 @@ from pydantic import Field
 
 from kositp.config import dump_config
 from kositp.errors import KositpError
-from kositp.train.common import TrainConfig, drop_printer, prepare_run_dir, trl_arguments
+from kositp.train.common import TrainConfig, make_trainer, prepare_run_dir, trl_arguments
 
 # transformers' causal mask turns restarting position ids into a block-diagonal mask for these
 # attention implementations, so padding-free batches are safe without Flash Attention
@@ -71,7 +71,6 @@ def build_sft_trainer(cfg: SFTConfig, out: Path, callbacks: list | None = None, 
     import_unsloth_first(cfg.backend)
     train_rows, eval_rows = rows if rows is not None else load_sft_rows(cfg)
 
-    from datasets import Dataset
     from trl import SFTConfig as TRLSFTConfig
     from trl import SFTTrainer
 
@@ -95,16 +94,7 @@ def build_sft_trainer(cfg: SFTConfig, out: Path, callbacks: list | None = None, 
         dataset_num_proc=None,
     ))
     with _padding_free_checked(loaded.model):
-        trainer = SFTTrainer(
-            model=loaded.model,
-            args=args,
-            train_dataset=Dataset.from_list(train_rows),
-            eval_dataset=Dataset.from_list(eval_rows) if eval_rows else None,
-            processing_class=loaded.tokenizer,
-            peft_config=loaded.peft_config,
-            callbacks=callbacks or [],
-        )
-    drop_printer(trainer)
+        trainer = make_trainer(SFTTrainer, loaded, args, train_rows, eval_rows, callbacks)
     stats = {"train_examples": len(train_rows), "eval_examples": len(eval_rows),
              "dropped_too_long": {"train": dropped_train, "validation": dropped_eval}}
     return trainer, loaded, stats
