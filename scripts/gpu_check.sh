@@ -26,6 +26,7 @@ exec > >(tee -a "$OUT/gpu_check.log") 2>&1
 # and anything run before it need them too.
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 HF_DATASETS_OFFLINE=1 HF_HUB_DISABLE_TELEMETRY=1
 export UNSLOTH_DISABLE_STATISTICS=1 UNSLOTH_OFFLINE=1
+export UNSLOTH_ENABLE_LOGGING=1   # Unsloth says what it compiles and patches, in each case's log
 export TOKENIZERS_PARALLELISM=false PYTHONUNBUFFERED=1
 export PYTHONPATH="$PWD/src${PYTHONPATH:+:$PYTHONPATH}"   # kositp from this tree, without an install
 export KOSITP_HOME="$WORK/kositp-home"

@@ -79,3 +79,22 @@ def test_unknown_shape_is_one_line_error(tmp_path):
     assert proc.returncode != 0
     assert proc.stderr.strip().splitlines() == [
         "error: unknown shape(s) llama-9b; choose from llama-3.2-1b, llama-3.1-8b, gemma-3-1b, llama-tiny"]
+
+
+def test_comparisons_pair_each_kositp_case_with_plain_trl_and_judge_the_8b_goal():
+    from kositp.bench.gpu import comparisons
+
+    def case(adapter, variant, tokens_per_s, peak_mb, shape="llama-3.1-8b"):
+        return {"shape": shape, "adapter": adapter, "variant": variant, "status": "ok", "tokens_per_s": tokens_per_s,
+                "peak_vram_mb": peak_mb, "final_loss": 2.0, "mask_sha256": "same"}
+
+    rows = comparisons([case("lora", "trl-plain", 1000, 30000), case("qlora", "trl-plain", 700, 14000),
+                        case("qlora", "kositp-unsloth", 1900, 9000), case("lora", "kositp-trl", 1200, 29000),
+                        case("lora", "kositp-trl", 900, 3000, shape="llama-3.2-1b"),  # no 1B baseline: no row
+                        case("qlora", "kositp-trl", 0, 0) | {"status": "timeout"}])
+    found = {(r["adapter"], r["variant"], r["baseline"]): r for r in rows}
+    assert set(found) == {("qlora", "kositp-unsloth", "trl-plain qlora"), ("qlora", "kositp-unsloth", "trl-plain lora"),
+                          ("lora", "kositp-trl", "trl-plain lora")}
+    against_lora = found[("qlora", "kositp-unsloth", "trl-plain lora")]
+    assert against_lora["tokens_per_s_ratio"] == pytest.approx(1.9) and against_lora["memory_ratio"] == pytest.approx(0.3)
+    assert against_lora["meets_goal"] and not found[("qlora", "kositp-unsloth", "trl-plain qlora")]["meets_goal"]
