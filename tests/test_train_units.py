@@ -136,10 +136,13 @@ def test_frozen_embedding_is_held_for_the_block_then_restored(tiny_model_dir):
     model = AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.float32)
     model.get_input_embeddings().weight.requires_grad_(False)
     embedding = model.get_input_embeddings()
+    before = embedding.weight.detach().clone()
     with frozen_embedding_held(model, "bfloat16") as what:
         assert what == "stored in bfloat16" and embedding.weight.dtype == torch.bfloat16
         assert "forward" in vars(embedding)
     assert embedding.weight.dtype == torch.float32 and "forward" not in vars(embedding)
+    # loaded from safetensors, the original file-backed weights come back exactly
+    assert torch.equal(embedding.weight, before)
     embedding.weight.requires_grad_(True)
     with frozen_embedding_held(model, "bfloat16") as what:
         assert what.startswith("kept in the model's dtype") and embedding.weight.dtype == torch.float32

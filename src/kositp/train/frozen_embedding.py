@@ -13,7 +13,8 @@ The only numerical change is the rounding of each embedding value to bf16 (8 bit
 which is lossless for checkpoints stored in bf16 and well below the Q4 quantisation error of the
 embedded default model. The adapter is saved as usual; the run's embedding is never written.
 `restore_frozen_embedding` puts the model's dtype and forwards back when the training call ends
-(`kositp.train.speedups` scopes the two); the rounded values stay, as the docstring above says.
+(`kositp.train.speedups` scopes the two): the original weights where they were file-backed (as
+loaded from safetensors), else the bf16 values widened to fp32.
 """
 
 from __future__ import annotations
@@ -74,6 +75,19 @@ def _in_range(maps_line: str, start: int, end: int) -> bool:
     return low <= start and end <= high
 
 
+# Where a module keeps its replaced fp32 weight when that weight lives in a file mapping: its pages
+# are dropped, so it costs nothing resident, and restoring gives the exact weights back without a
+# new fp32 allocation.
+ORIGINAL_WEIGHT = "_kositp_file_backed_weight"
+
+
+def _narrow(module: torch.nn.Module, dtype: torch.dtype) -> None:
+    old = module.weight.data
+    module.weight.data = old.to(dtype)
+    if _release_file_pages(old):
+        module.__dict__[ORIGINAL_WEIGHT] = old
+
+
 def store_frozen_embedding(model, dtype_name: str) -> str | None:
     """Convert the frozen input embedding (and its tied head) to `dtype_name` in place.
 
@@ -95,14 +109,9 @@ def store_frozen_embedding(model, dtype_name: str) -> str | None:
     if head is not None and not tied and head.weight.requires_grad:
         return "the output head is trained in this run"
     with torch.no_grad():
-        old = weight.data
-        weight.data = old.to(dtype)  # same Parameter object: a tied head follows
-        _release_file_pages(old)
+        _narrow(embedding, dtype)  # same Parameter object: a tied head follows
         if head is not None and not tied:
-            old = head.weight.data
-            head.weight.data = old.to(dtype)
-            _release_file_pages(old)
-        del old
+            _narrow(head, dtype)
     embedding.forward = functools.partial(_embed_widened, embedding)
     if isinstance(head, torch.nn.Linear):
         head.forward = functools.partial(_linear_widened, head)
@@ -110,12 +119,16 @@ def store_frozen_embedding(model, dtype_name: str) -> str | None:
 
 
 def restore_frozen_embedding(model, dtype: torch.dtype = torch.float32) -> None:
-    """Undo `store_frozen_embedding`: the embedding (and an untied head) back in `dtype`, class forwards again."""
+    """Undo `store_frozen_embedding`: the class forwards again, and the embedding (and an untied head) back in
+    `dtype`: the original file-backed tensor when there was one (exact), else the bf16 values widened."""
     embedding, head = model.get_input_embeddings(), model.get_output_embeddings()
     with torch.no_grad():
         for module in (embedding, head):
             if module is None:
                 continue
             module.__dict__.pop("forward", None)  # the instance override; the class's forward shows through
-            if module.weight.dtype != dtype:
+            original = module.__dict__.pop(ORIGINAL_WEIGHT, None)
+            if original is not None:
+                module.weight.data = original
+            elif module.weight.dtype != dtype:
                 module.weight.data = module.weight.data.to(dtype)  # a tied head shares the Parameter
