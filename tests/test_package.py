@@ -9,6 +9,7 @@ import shutil
 import subprocess
 import sys
 import sysconfig
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -107,17 +108,34 @@ def test_serve_in_background_answers_and_serve_refuses_a_missing_model(tiny_mode
         kositp.serve(model=str(tmp_path / "missing"))  # the package name, callable: the API's serve
 
 
-def _venv_with_the_wheel(tmp_path: Path) -> Path:
-    """A fresh venv holding the built wheel; the other dependencies come from this venv, read-only."""
-    source = tmp_path / "source"  # build from a copy, so the build writes nothing into the repository
+def _build_wheel(tmp_path: Path) -> Path:
+    """The wheel `pip wheel` builds, offline, from a copy of the sources (nothing is written into the repo)."""
+    source = tmp_path / "source"
     shutil.copytree(REPO / "src", source / "src", ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
     for name in ("pyproject.toml", "README.md"):
         shutil.copy(REPO / name, source / name)
     wheels = tmp_path / "wheels"
     subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "--no-index",
-                    "-q", "-w", str(wheels), str(source)], check=True, timeout=300)
+                    "-q", "-w", str(wheels), str(source)], check=True, timeout=300, capture_output=True)
     (wheel,) = wheels.glob("kositp-*.whl")
+    return wheel
 
+
+def test_wheel_holds_every_file_the_package_tracks(tmp_path: Path):
+    listed = subprocess.run(["git", "ls-files", "-z", "src/kositp"], cwd=REPO, capture_output=True)
+    if listed.returncode != 0:
+        pytest.skip("not a git checkout: the tracked files are unknown")
+    tracked = {name.removeprefix("src/") for name in listed.stdout.decode().split("\0")
+               if name and not name.endswith("/.gitignore")}
+    with zipfile.ZipFile(_build_wheel(tmp_path)) as wheel:
+        shipped = {name for name in wheel.namelist() if name.startswith("kositp/")}
+    assert tracked - shipped == set()  # a data file missing here is missing for every installed user
+    assert "kositp/recipes/sft/demo.yaml" in shipped and "kositp/ui/public/theme.json" in shipped
+
+
+def _venv_with_the_wheel(tmp_path: Path) -> Path:
+    """A fresh venv holding the built wheel; the other dependencies come from this venv, read-only."""
+    wheel = _build_wheel(tmp_path)
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True, timeout=120)
     python = venv / "bin" / "python"
