@@ -6,6 +6,8 @@ import io
 import re
 import subprocess
 import sys
+import time
+from pathlib import Path
 
 from rich.console import Console
 
@@ -59,20 +61,34 @@ def test_a_terminal_gets_the_bar_not_the_lines():
     assert "3/3" in buffer.getvalue() and not re.search(r"\[\d\d:\d\d:\d\d\] SFT", buffer.getvalue())
 
 
-def test_status_steps_are_lines_in_a_log_file():
+def test_status_steps_that_last_are_lines_in_a_log_file():
     console, buffer = _console(terminal=False)
-    with StageStatus("building", console) as status:
-        status.update("reading seed (package:samples/seed.jsonl)")
+    with StageStatus("building", console, settle_s=0.2) as status:
+        status.update("reading kositp (quick.jsonl)")  # replaced before it settles: no line
+        status.update("reading kositp (big.jsonl)")
+        time.sleep(0.6)
+        status.update("applying caps")  # the stage ends before this one settles
+    time.sleep(0.4)
     lines = buffer.getvalue().splitlines()
-    assert [line.split("] ", 1)[1] for line in lines] == ["building", "reading seed (package:samples/seed.jsonl)"]
+    assert [line.split("] ", 1)[1] for line in lines] == ["reading kositp (big.jsonl)"]
     assert all(LINE.match(line) for line in lines)
 
+    console, buffer = _console(terminal=False)
+    with StageStatus("building", console, settle_s=3600, every_s=0.0) as status:
+        status.update("reading kositp (a.jsonl)")  # nothing printed for every_s: a line at once
+    assert [line.split("] ", 1)[1] for line in buffer.getvalue().splitlines()] == [
+        "building", "reading kositp (a.jsonl)"]
 
-def test_data_build_writes_its_steps_to_a_redirected_stderr(tmp_path):
-    seed = tmp_path / "seed.jsonl"
-    seed.write_text('{"input": "한국의 수도는?", "output": "서울", "Task_name": "Closed_Book_QA"}\n', encoding="utf-8")
-    proc = subprocess.run([sys.executable, "-m", "kositp.cli", "data", "build", "--source", f"kositp:{seed}",
-                           "--out", str(tmp_path / "out")], capture_output=True, text=True, timeout=300)
+
+def test_a_redirected_stage_logs_its_progress_and_bad_input_stays_one_line(tmp_path):
+    fixtures = Path(__file__).parent / "fixtures" / "train" / "sft"
+    proc = subprocess.run([sys.executable, "-m", "kositp.cli", "data", "pairs", "--data", str(fixtures), "--out",
+                           str(tmp_path / "pairs"), "--model", "tiny", "--max-records", "4", "--max-new-tokens", "4"],
+                          capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr
-    steps = [line for line in proc.stderr.splitlines() if LINE.match(line)]
-    assert any(f"({seed})" in line for line in steps), proc.stderr
+    steps = [line.split("] ", 1)[1] for line in proc.stderr.splitlines() if LINE.match(line)]
+    assert any(step.startswith("answering train with tiny: 4/4 (100%)") for step in steps), proc.stderr
+
+    proc = subprocess.run([sys.executable, "-m", "kositp.cli", "data", "build", "--source", "kositp:/no/such.jsonl",
+                           "--out", str(tmp_path / "bad")], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2 and proc.stderr.strip().splitlines() == ["error: input not found: /no/such.jsonl"]

@@ -3,13 +3,14 @@
 On a terminal: a rich progress bar (or a spinner for a stage that reports steps, not counts).
 Written to a file or a pipe, a bar shows nothing until it ends, so instead each counted task
 prints a plain timestamped line every `every_n` items or `every_s` seconds (whichever comes
-first) and when it finishes, and each status step prints one line:
+first) and when it finishes, and each status step that lasts a moment prints one line:
 
     [14:03:12] SFT: 12/40 (30%), 0:02:41 elapsed, loss 1.8123
 """
 
 from __future__ import annotations
 
+import threading
 import time
 from dataclasses import dataclass
 
@@ -125,17 +126,22 @@ class StageProgress:
 
 
 class StageStatus:
-    """A stage that reports steps (messages), not counts: a spinner on a terminal, a line per step elsewhere.
+    """A stage that reports steps (messages), not counts: a spinner on a terminal, lines elsewhere.
 
-    Use as a context manager; `update(message)` is the callback the stage entry points take.
+    Off a terminal, a step gets its timestamped line once it has lasted `settle_s` seconds (or at
+    once when no line was printed for `every_s`), so quick steps, and a bad input that fails in its
+    first moments, leave no lines before the one-line error. Use as a context manager;
+    `update(message)` is the callback the stage entry points take.
     """
 
-    def __init__(self, first: str, console=None):
+    def __init__(self, first: str, console=None, settle_s: float = 2.0, every_s: float = LINE_EVERY_S):
         from rich.console import Console
 
         self.console = console or Console(stderr=True)
-        self.first = first
+        self.first, self.settle_s, self.every_s = first, settle_s, every_s
         self.spinner = self.console.status(first) if self.console.is_terminal else None
+        self._pending: threading.Timer | None = None
+        self._printed_at = time.monotonic()
 
     def __enter__(self) -> StageStatus:
         if self.spinner is not None:
@@ -147,9 +153,22 @@ class StageStatus:
     def __exit__(self, *exc) -> None:
         if self.spinner is not None:
             self.spinner.stop()
+        elif self._pending is not None:
+            self._pending.cancel()
 
     def update(self, message: str) -> None:
         if self.spinner is not None:
             self.spinner.update(message)
+            return
+        if self._pending is not None:
+            self._pending.cancel()
+        if time.monotonic() - self._printed_at >= self.every_s:
+            self._print(message)
         else:
-            self.console.print(f"[{_stamp()}] {message}", markup=False, highlight=False, soft_wrap=True)
+            self._pending = threading.Timer(self.settle_s, self._print, (message,))
+            self._pending.daemon = True
+            self._pending.start()
+
+    def _print(self, message: str) -> None:
+        self._printed_at = time.monotonic()
+        self.console.print(f"[{_stamp()}] {message}", markup=False, highlight=False, soft_wrap=True)
