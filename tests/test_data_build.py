@@ -133,8 +133,8 @@ def test_mrc_edge_cases(tmp_path):
     assert rejects == ["answer_not_in_context", "answer_not_in_context", "missing_field:question"]
     (doc,) = [d for d in items if isinstance(d, Document)]
     qa_impossible, qa_span = doc.passages[0].qas
-    assert qa_impossible.is_impossible and qa_impossible.answer is None  # the plausible span is not gold (P7)
-    assert qa_span.answer_start == doc.passages[0].context.index("84억 원")  # offset re-located (P6)
+    assert qa_impossible.is_impossible and qa_impossible.answer is None  # the plausible span is not gold
+    assert qa_span.answer_start == doc.passages[0].context.index("84억 원")  # offset re-located
 
 
 def test_summary_edge_cases(tmp_path):

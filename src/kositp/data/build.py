@@ -144,7 +144,7 @@ class BuildConfig(Config):
                                   "chat template measure record length; none: no token filter.")
     max_tokens: int = Field(2048, ge=8, description="Records whose rendered chat is longer are rejected.")
     max_masked_ratio: float = Field(0.05, ge=0, le=1, description="Reject records whose text is more than this "
-                                    "share of '*' PII masks (P15).")
+                                    "share of '*' PII masks.")
     system_prompt: str | None = Field(None, description="Optional system message prepended to built records.")
     task_options: TaskOptionsConfig = Field(default_factory=TaskOptionsConfig, description="Builder thresholds.")
     plot: bool = Field(True, description="Write card.png with per-task counts.")
@@ -237,7 +237,7 @@ def _example_record(ex: Example, doc: Document, cfg: BuildConfig) -> tuple[dict,
     record = {"id": _record_id(ex.task, ex.key), "task": ex.task, "source": doc.source, "doc_id": doc.doc_id,
               "messages": messages}
     # Dedup looks at the template's fields, not the rendered prompt: the same question under two
-    # templates is still the same example (P11). Near duplicates ignore the shared context, so the
+    # templates is still the same example. Near duplicates ignore the shared context, so the
     # many questions of one passage are not mistaken for copies; the context joins the group key.
     context = "\x1f".join(ex.fields.get(f, "") for f in CONTEXT_FIELDS)
     others = " ".join(v for k, v in sorted(ex.fields.items()) if k not in CONTEXT_FIELDS)

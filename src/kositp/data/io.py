@@ -3,7 +3,7 @@
 Every reader yields `(ref, item)` pairs or `Reject`s and never raises on bad content: a broken
 file or line becomes a reject with a reason and the build goes on. Only a path that does not
 exist at all is a `KositpError` (the user mistyped it). Large JSON files are streamed with
-ijson, so memory does not grow with the file size (pitfall P2).
+ijson, so memory does not grow with the file size.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ PACKAGE_PREFIX = "package:"
 
 
 def natural_key(text: str) -> list:
-    """Sort key for 'file2' < 'file10' (AIHub part chunks and numbered files, P2)."""
+    """Sort key for 'file2' < 'file10' (AIHub part chunks and numbered files)."""
     return [int(tok) if tok.isdigit() else tok for tok in re.split(r"(\d+)", text)]
 
 
@@ -91,7 +91,7 @@ class _ZipMemberStream(io.RawIOBase):
 
 
 def _open_zip(path: Path) -> zipfile.ZipFile:
-    # AIHub zips store Korean member names in CP949 without the UTF-8 flag (P1). Names that carry
+    # AIHub zips store Korean member names in CP949 without the UTF-8 flag. Names that carry
     # the flag are decoded as UTF-8 regardless of metadata_encoding.
     try:
         return zipfile.ZipFile(path, metadata_encoding="cp949")
@@ -110,7 +110,7 @@ def _member_index(path: Path) -> dict[str, zipfile.ZipInfo]:
 
 
 def _clean_member_name(name: str) -> str:
-    return name.lstrip("/")  # AIHub member names may start with "/" (P1)
+    return name.lstrip("/")  # AIHub member names may start with "/"
 
 
 def _is_data_name(name: str) -> bool:
@@ -185,7 +185,7 @@ def decode_text(data: bytes) -> tuple[str | None, str | None]:
     except UnicodeDecodeError:
         pass
     try:
-        return data.decode("cp949"), None  # Windows-saved re-dumps (P1); content is normally UTF-8
+        return data.decode("cp949"), None  # Windows-saved re-dumps; content is normally UTF-8
     except UnicodeDecodeError:
         return None, "bad_encoding"
 
@@ -299,7 +299,7 @@ def _iter_streamed(file: InputFile, container_keys: tuple[str, ...]) -> Iterator
                 yield f"{ref_prefix}{count}", item
                 count += 1
         except ijson.JSONError as exc:
-            # Broken JSON mid-file (P10): keep what was read, report the rest with its position.
+            # Broken JSON mid-file: keep what was read, report the rest with its position.
             message = str(exc).splitlines()[0][:200]
             reason = "bad_encoding" if "utf-8" in message.lower() or "unicode" in message.lower() else "malformed_json"
             yield Reject("", f"{file.ref}#after-item-{count}", reason, detail=message)

@@ -20,7 +20,7 @@ class QA:
 
     qid: str
     question: str
-    answer: str | None  # None when unanswerable; a plausible distractor never lands here (P7)
+    answer: str | None  # None when unanswerable; a plausible distractor never lands here
     qtype: QAType = "span"
     is_impossible: bool = False
     answer_start: int | None = None  # verified offset into the passage, or None when not located

@@ -69,7 +69,7 @@ def split_clean_sentences(text: str) -> list[str]:
 
 
 def is_null(value: object) -> bool:
-    """JSON null, an empty string, or the literal string "null" (D8 summary2/3, P12)."""
+    """JSON null, an empty string, or the literal string "null" (D8 summary2/3)."""
     return value is None or (isinstance(value, str) and value.strip().lower() in ("", "null", "none"))
 
 
@@ -152,7 +152,7 @@ def parse_table(html: str) -> tuple[list[list[str]], str, bool]:
 
 
 def linearize_table(html: str) -> str:
-    """Cell-aware plain text of an HTML context (rows on lines, cells joined by ' | '), not get_text() (P9)."""
+    """Cell-aware plain text of an HTML context (rows on lines, cells joined by ' | '), not get_text(), which glues cells together."""
     rows, outside, _ = parse_table(html)
     lines = [outside] if outside else []
     lines += [" | ".join(row) for row in rows if any(row)]
@@ -165,7 +165,7 @@ def table_cells(html: str) -> list[str]:
 
 
 def locate(context: str, answer: str, hint: int | None) -> int | None:
-    """The offset of `answer` in `context`: the given one if it matches, else the nearest occurrence (P6)."""
+    """The offset of `answer` in `context`: the given one if it matches, else the nearest occurrence."""
     if not answer:
         return None
     if isinstance(hint, int) and hint >= 0 and context[hint: hint + len(answer)] == answer:
@@ -183,7 +183,7 @@ def locate(context: str, answer: str, hint: int | None) -> int | None:
 
 
 def to_int(value: object) -> int | None:
-    """Offsets arrive as int, str ("43"), None or -1 (P6, P12)."""
+    """Offsets arrive as int, str ("43"), None or -1."""
     if isinstance(value, bool):
         return None
     if isinstance(value, (int, float)):
@@ -194,7 +194,7 @@ def to_int(value: object) -> int | None:
     return None
 
 
-# Deictic or document-bound wording that makes a question unanswerable without its passage (P16).
+# Deictic or document-bound wording that makes a question unanswerable without its passage.
 _DEICTIC = re.compile(
     r"(^|\s)(이|위|아래|해당|본|다음|상기|그)\s?(글|사업|표|기사|문서|자료|연구|논문|법|조항|내용|기관|제도|정책|사람|단체|회사|지역|책|장)"
     r"|위의|윗글|본문|지문|이번|올해|작년|지난해|내년|이달|지난달|다음 달|어제|오늘|내일|현재|최근"
@@ -207,7 +207,7 @@ def is_self_contained(question: str) -> bool:
 
 
 def masked_ratio(text: str) -> float:
-    """Share of characters that are PII masks ('*'); heavily masked text is filtered (P15)."""
+    """Share of characters that are PII masks ('*'); heavily masked text is filtered."""
     return text.count("*") / max(1, len(text))
 
 

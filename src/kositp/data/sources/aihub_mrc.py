@@ -31,7 +31,7 @@ _D5_TYPES = {"다지선다형": "multiple_choice", "yes/no 단문형": "yes_no",
 
 
 def _first(value: Any) -> dict:
-    """`answers` arrives as a list of objects or as one object (P3); empty list -> {}."""
+    """`answers` arrives as a list of objects or as one object; empty list -> {}."""
     if isinstance(value, list):
         return value[0] if value and isinstance(value[0], dict) else {}
     return value if isinstance(value, dict) else {}
@@ -115,7 +115,7 @@ def normalize_qa(raw: Any, passage: Passage, ref: str, source: str) -> QA | Reje
     level = raw["question_level"] if "question_level" in raw else get("level")
     level = None if level is None else clean(level) or None
     if impossible:
-        # P7: an unanswerable item may carry a plausible span; never use it as gold.
+        # An unanswerable item may carry a plausible span; never use it as gold.
         return QA(qid, question, None, "unanswerable", True, None, [], evidence, alts, level)
     if not text:
         return Reject(source, ref, "missing_field:answer")
@@ -133,7 +133,7 @@ def normalize_qa(raw: Any, passage: Passage, ref: str, source: str) -> QA | Reje
         return QA(qid, question, text, "multiple_choice", False, None, list(dict.fromkeys(options)), evidence,
                   alts, level)
     if passage.context_format == "html":
-        # Offsets into HTML are unreliable once cells are read (P6, P9): the answer must be a cell's text
+        # Offsets into HTML are unreliable once cells are read: the answer must be a cell's text
         # or appear in the table's text.
         found = locate(passage.context, text, start)
         if found is None and text not in linearize_table(passage.context):

@@ -27,7 +27,7 @@ def _summaries(values: Any) -> list[str]:
 
 
 def _d7(item: dict, ref: str, source: str) -> Document | Reject:
-    """문서요약 텍스트: text = list[list[{index, sentence}]]; inner lists may be empty or hold several (P5)."""
+    """문서요약 텍스트: text = list[list[{index, sentence}]]; inner lists may be empty or hold several."""
     by_index: dict[int, str] = {}
     order: list[str] = []
     for para in item.get("text") or []:
@@ -69,14 +69,14 @@ def _d8(item: dict, ref: str, source: str) -> Document:
 def _d9(item: dict, ref: str, source: str) -> Document:
     meta = item.get("metadata") if isinstance(item.get("metadata"), dict) else {}
     doc_id = clean(item.get("passage_id")) or clean(meta.get("doc_id")) or file_stem(ref)
-    # the chapter names the passage better than the book title, which is too coarse (D9 c)
+    # the chapter names the passage better than the book title, which is too coarse (D9)
     title = clean(item.get("chapter")) or clean(meta.get("doc_name")) or None
     return Document(source=source, doc_id=doc_id, ref=ref, title=title, sentences=split_sentences(item.get("passage") or ""),
                     summaries=_summaries(item.get("summary")), kind="summary", expects_summary=True)
 
 
 def _orginal(section: dict) -> str | None:
-    """D10's real key is misspelled `orginal_text`; accept the correct spelling too (P4)."""
+    """D10's real key is misspelled `orginal_text`; accept the correct spelling too."""
     for key in ("orginal_text", "original_text"):
         if isinstance(section.get(key), str):
             return section[key]

@@ -26,7 +26,7 @@ def _ko(value: Any) -> str:
 
 
 def split_keywords(value: Any) -> list[str]:
-    """keywords.ko is a delimiter-joined string or a list (D11 ❓): accept both, drop empties and repeats."""
+    """keywords.ko is a delimiter-joined string or a list (sources disagree): accept both, drop empties and repeats."""
     if isinstance(value, dict):
         value = value.get("ko") or value.get("kor")
     items = value if isinstance(value, list) else re.split(r"[,;·|/]", value or "")

@@ -1,7 +1,7 @@
 """QA task builders: answerability, abstractive (closed-book) and extractive QA, paraphrasing.
 
-"Abstractive" means closed-book: the question alone, so it must not point at an unseen passage
-(P16). "Extractive" gives the context. Explanation variants need an evidence sentence.
+"Abstractive" means closed-book: the question alone, so it must not point at an unseen passage.
+"Extractive" gives the context. Explanation variants need an evidence sentence.
 """
 
 from __future__ import annotations

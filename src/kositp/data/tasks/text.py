@@ -25,7 +25,7 @@ def _reject(doc: Document, task: str, reason: str) -> Reject:
 def _summary(doc: Document) -> str | None:
     if doc.summaries:
         return doc.summaries[0]
-    if doc.extractive_summary:  # extractive variant when a document has no abstractive summary (P5)
+    if doc.extractive_summary:  # extractive variant when a document has no abstractive summary
         return " ".join(doc.extractive_summary)
     return None
 

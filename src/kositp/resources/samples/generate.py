@@ -56,7 +56,7 @@ def mrc_document(t: dict, kind: str, doc_id: str | None = None) -> dict:
                 "answers": {"text": label, "answer_start": None, "clue_text": t["sents"][clue_i],
                             "clue_start": ctx.find(t["sents"][clue_i]), "options": []}}]
     elif kind == "unanswerable":
-        # P7: an unanswerable item that still carries a plausible span
+        # an unanswerable item that still carries a plausible span
         qas = [{"question_id": f"{did}-05", "question": t["unans"], "qa_type": 4, "is_impossible": True,
                 "answers": _ans(ctx, t["span"][1])}]
     elif kind == "tableqa":
@@ -75,7 +75,7 @@ def mrc_document(t: dict, kind: str, doc_id: str | None = None) -> dict:
 
 
 class _CP949Name(zipfile.ZipInfo):
-    """A zip member whose name is stored in CP949 without the UTF-8 flag, as AIHub zips do (P1)."""
+    """A zip member whose name is stored in CP949 without the UTF-8 flag, as AIHub zips do."""
 
     def _encodeFilenameFlags(self):
         return self.filename.encode("cp949"), self.flag_bits & ~0x800
