@@ -33,11 +33,10 @@ def build_cmd(
     overrides: list[str] = typer.Argument(None, help="key=value config overrides, e.g. max_per_task=100."),
 ) -> None:
     """Turn raw Korean corpora into the 22 instruction tasks (and preference pairs), split by document."""
-    from rich.console import Console
-
     from kositp.config import load_config
     from kositp.data.build import BuildConfig, build, sources_from_cli
     from kositp.errors import KositpError
+    from kositp.progress import StageStatus
     from kositp.recipes import resolve as resolve_recipe
 
     if config is None and not source:
@@ -52,9 +51,8 @@ def build_cmd(
                 candidate = (resolve_recipe(config).parent / src.path).resolve()
                 if candidate.exists():
                     src.path = str(candidate)
-    console = Console(stderr=True)
-    with console.status("building") as status:
-        result = build(cfg, out, progress=lambda msg: status.update(msg))
+    with StageStatus("building") as status:
+        result = build(cfg, out, progress=status.update)
     c = result.card["counts"]
     typer.echo(f"wrote {c['written']} records ({c['instructions']} instructions, {c['preferences']} preference "
                f"pairs) to {result.out}; read {c['read']}, rejected {c['rejected']}, duplicates {c['duplicates']}")
