@@ -1,18 +1,21 @@
 """`kositp bench train --quick`: the real CLI, real TRL trainers in child processes, on the tiny model.
 
-Checks that the JSON and Markdown reports are complete and that plain TRL and kositp trained on the
-same loss-bearing tokens (identical mask checksums). No timing is asserted: speed is what the
-benchmark itself reports.
+Checks that plain TRL and kositp trained on the same loss-bearing tokens (identical mask checksums)
+with losses that agree step by step, and that every ratio and line of the report follows from the
+measured figures. No timing is asserted: speed is what the benchmark itself reports.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import subprocess
 import sys
 
+import pytest
 from typer.testing import CliRunner
 
+from kositp.bench.train import LOSS_TOLERANCE
 from kositp.cli import app
 
 RECORDS = [
@@ -59,13 +62,33 @@ def test_quick_bench_reports_both_sides_with_identical_masks(tmp_path, tiny_mode
     cmp_ = report["summary"]["comparison"]
     assert cmp_["masks_match"] and cmp_["loss_tokens_match"]
     assert base["mask_sha256"] == ours["mask_sha256"]
+    # both sides start from the same weights on the same tokens: finite losses that agree step by step
+    for run in report["runs"]:
+        assert all(math.isfinite(loss) and loss > 0 for loss in run["losses"]), run["losses"]
+        assert run["final_loss"] == run["losses"][-1]
+    assert ours["losses"] == pytest.approx(base["losses"], rel=LOSS_TOLERANCE)
     assert cmp_["losses_agree"], (base["losses"], ours["losses"])
-    for key in ("tokens_per_s_ratio", "step_time_ratio", "memory_ratio", "final_loss_rel_diff"):
-        assert cmp_[key] >= 0
+
+    # every ratio follows from the per-variant figures (medians of one run = that run's figures)
+    summary = report["summary"]["variants"]
+    for name, run in (("baseline", base), ("kositp", ours)):
+        for key in ("tokens_per_s", "step_time_s", "peak_rss_mb", "final_loss"):
+            assert summary[name][key] == run[key]
+        # the speed figure is the counted tokens over the timed steps (the first step left out)
+        assert run["tokens_per_s"] * sum(run["step_times_s"][1:]) < run["non_pad_tokens"]
+    assert cmp_["tokens_per_s_ratio"] == pytest.approx(ours["tokens_per_s"] / base["tokens_per_s"])
+    assert cmp_["step_time_ratio"] == pytest.approx(ours["step_time_s"] / base["step_time_s"])
+    assert cmp_["memory_metric"] == "peak_rss_mb"
+    assert cmp_["memory_ratio"] == pytest.approx(ours["peak_rss_mb"] / base["peak_rss_mb"])
+    assert cmp_["final_loss_rel_diff"] == pytest.approx(
+        abs(ours["final_loss"] - base["final_loss"]) / base["final_loss"])
+    assert cmp_["goal_met"] == (cmp_["tokens_per_s_ratio"] >= 2.0 and cmp_["memory_ratio"] <= 0.6)
 
     md = (out / "bench_train.md").read_text(encoding="utf-8")
     assert "| baseline |" in md and "| kositp |" in md
-    assert "tokens/s ratio" in md and "loss masks: identical" in md
+    assert f"tokens/s ratio (kositp / baseline): **{cmp_['tokens_per_s_ratio']:.2f}×**" in md
+    assert f"memory ratio (peak_rss_mb): **{cmp_['memory_ratio']:.2f}×**" in md
+    assert "loss masks: identical" in md
 
 
 def test_unknown_variant_is_one_line_error(tmp_path):

@@ -387,7 +387,8 @@ def bench_train(
 ) -> None:
     """Train the same LoRA SFT with plain TRL and with kositp; report tokens/s, step time, peak memory, losses."""
     from rich.console import Console
-    from rich.progress import Progress
+
+    from kositp.progress import StageProgress
 
     console = Console(stderr=True)
     if quick:
@@ -409,13 +410,14 @@ def bench_train(
     load_before = load_average()
     results = []
     order = [(i, chosen if i % 2 == 0 else chosen[::-1]) for i in range(runs)]
-    with Progress(console=console, transient=True) as progress:
+    with StageProgress(console, every_n=1, transient=True) as progress:
         task = progress.add_task("bench train", total=runs * len(chosen))
         for i, names in order:
             for name in names:
                 progress.update(task, description=f"run {i + 1}/{runs}: {name}")
                 results.append(_spawn(spec_base | {"variant": name}, workdir, i))
-                progress.advance(task)
+                last = results[-1]
+                progress.advance(task, info=f"{last['tokens_per_s']:.1f} tokens/s, peak RSS {last['peak_rss_mb']:,.0f} MB")
     report = {
         "command": "kositp bench train " + " ".join(sys.argv[3:]) if sys.argv[1:3] == ["bench", "train"] else
         f"kositp bench train --out {out}",
