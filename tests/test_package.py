@@ -6,18 +6,21 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import sysconfig
 import zipfile
 from pathlib import Path
 
+import httpx
 import pytest
 
 import kositp
 from kositp.data.build import BuildConfig
 from kositp.errors import KositpError
 from kositp.recipes import RECIPES_DIR, names, resolve
+from kositp.serve.process import free_port, wait_ready
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -96,8 +99,6 @@ def test_public_api_is_listed():
 
 
 def test_serve_in_background_answers_and_serve_refuses_a_missing_model(tiny_model_dir: Path, tmp_path: Path):
-    import httpx
-
     with kositp.serve_in_background(model=str(tiny_model_dir), port=0, served_model_name="tiny") as url:
         models = httpx.get(f"{url}/v1/models", timeout=60).json()
         reply = httpx.post(f"{url}/v1/chat/completions", timeout=120, json={
@@ -168,7 +169,8 @@ def test_wheel_installs_and_runs_the_quick_demo_from_an_empty_folder(tmp_path: P
 
     listed = kositp_cli("config", "list")
     assert listed.returncode == 0, listed.stderr
-    assert all(name in listed.stdout for name in names())  # every recipe is package data in the wheel
+    needed = ("data/demo", "sft/demo", "sft/tiny", "pref/demo-dpo", "pref/tiny-dpo", "serve/local", "ui/default")
+    assert [name for name in needed if name not in listed.stdout] == [], listed.stdout  # package data
     assert kositp_cli("config", "check", "sft/demo", "pref/demo-dpo").returncode == 0
 
     demo = kositp_cli("demo", "--quick", "--no-serve", "--eval-limit", "2", "--out", "demo", timeout=900)
@@ -180,3 +182,22 @@ def test_wheel_installs_and_runs_the_quick_demo_from_an_empty_folder(tmp_path: P
     assert (workdir / "demo" / "export" / "model.safetensors").is_file()
     assert "tasks/mean_primary" in (workdir / "demo" / "demo.md").read_text(encoding="utf-8")
     assert not (workdir / "configs").exists() and sorted(p.name for p in workdir.iterdir()) == ["demo"]
+
+    # `kositp demo` again, serving: every stage is reused, then the API and the chat page start from
+    # the installed package (the page's files are package data) until Ctrl-C.
+    api_port, ui_port = free_port(), free_port()
+    serving = subprocess.Popen([str(venv / "bin" / "kositp"), "demo", "--quick", "--eval-limit", "2", "--out", "demo",
+                                "--api-port", str(api_port), "--ui-port", str(ui_port)], cwd=workdir, env=env,
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        wait_ready(f"http://127.0.0.1:{api_port}", 300, serving)
+        wait_ready(f"http://127.0.0.1:{ui_port}", 300, serving, path="/")
+        page = httpx.get(f"http://127.0.0.1:{ui_port}/", timeout=30)
+        reply = httpx.post(f"http://127.0.0.1:{api_port}/v1/chat/completions", timeout=120, json={
+            "model": "export", "messages": [{"role": "user", "content": "안녕하세요"}], "max_tokens": 4})
+    finally:
+        serving.send_signal(signal.SIGINT)
+        output = serving.communicate(timeout=120)[0]
+    assert page.status_code == 200 and "<html" in page.text.lower()
+    assert reply.status_code == 200, reply.text
+    assert serving.returncode == 130, output[-3000:]
