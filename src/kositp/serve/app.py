@@ -49,7 +49,7 @@ class MetricsMiddleware:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
         path = scope.get("path", "")
-        label = path if path in KNOWN_PATHS else "other"
+        label = path if path in KNOWN_PATHS else "/v1/models/{id}" if path.startswith("/v1/models/") else "other"
         start = time.monotonic()
         status = 500
 
