@@ -30,6 +30,7 @@ CONFIG_SCHEMAS: dict[str, str] = {
     "accelerate": "kositp.train.accelerate_configs:validate",
     "ui": "kositp.ui.config:UIConfig",
     "eval": "kositp.eval.run:EvalConfig",
+    "benchmark": "kositp.eval.suites.custom:BenchmarkSpec",
     "serve": "kositp.serve.config:ServeConfig",
     "export": "kositp.export.config:ExportConfig",
 }

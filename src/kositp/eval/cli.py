@@ -13,8 +13,9 @@ import typer
 from kositp.errors import KositpError
 
 eval_app = typer.Typer(
-    help="Evaluate a model: 22 held-out tasks, the seed's 4 benchmarks, KoBEST; reports in JSON, Markdown, PNG.\n\n"
-    "모델 평가: 22개 과제 테스트셋, NSMC/KorNLI/질문쌍/혐오표현, KoBEST.",
+    help="Evaluate a model: 22 held-out tasks, the seed's 4 benchmarks, KoBEST, KMMLU, KITE, LLM-judged chat "
+    "(LogicKor, KoMT-Bench) and your own benchmarks by YAML; reports in JSON, Markdown, PNG.\n\n"
+    "모델 평가: 22개 과제 테스트셋, NSMC/KorNLI/질문쌍/혐오표현, KoBEST, KMMLU, KITE, LLM 심사 대화, 사용자 정의 벤치마크.",
     add_completion=False,
 )
 
@@ -22,7 +23,11 @@ CONFIG = typer.Option(None, "--config", help="Recipe: name (eval/quick) or YAML 
 MODEL = typer.Option(None, "--model", help="tiny | default | export dir | HF model dir | training RUN dir.")
 API = typer.Option(None, "--api", help="OpenAI-compatible base URL (e.g. http://127.0.0.1:8000/v1) instead of --model.")
 API_MODEL = typer.Option(None, "--api-model", help="Model name to request from --api (default: the first listed).")
-SUITE = typer.Option(None, "--suite", help="Comma-separated suites: tasks,seed4,kobest.")
+SUITE = typer.Option(None, "--suite", help="Comma-separated suites: tasks,seed4,kobest,kmmlu,kite,judge,custom; "
+                     "or all (every suite whose inputs are found).")
+JUDGE_URL = typer.Option(None, "--judge-url", help="OpenAI-compatible judge base URL (suite judge).")
+JUDGE_MODEL = typer.Option(None, "--judge-model", help="Judge model name (default: the first it lists).")
+BENCHMARK = typer.Option(None, "--benchmark", help="Your own benchmark YAML (repeatable; adds suite custom).")
 DATA = typer.Option(None, "--data", help="Folder from `kositp data build` (uses its test.jsonl).")
 BENCHMARKS = typer.Option(None, "--benchmarks", help="Benchmark files folder (default $KOSITP_BENCHMARKS).")
 LIMIT = typer.Option(None, "--limit", help="At most N examples per task/benchmark (seeded sample).")
@@ -37,16 +42,20 @@ QUIET = typer.Option(False, "--quiet", help="No progress bars.")
 
 
 def _execute(config, model, api, api_model, suite, data, benchmarks, limit, seed, max_new_tokens, batch_size,
-             dtype, out, overrides, quiet) -> None:
+             dtype, out, overrides, quiet, judge_url=None, judge_model=None, benchmark=None) -> None:
 
     from kositp.config import load_config
     from kositp.eval.run import EvalConfig, evaluate
 
     flags = {"model": model, "api": api, "api_model": api_model, "data": data, "benchmarks": benchmarks,
              "limit": limit, "seed": seed, "max_new_tokens": max_new_tokens, "batch_size": batch_size,
-             "dtype": dtype, "out": out}
+             "dtype": dtype, "out": out, "judge_url": judge_url, "judge_model": judge_model}
     if suite is not None:
         flags["suites"] = [s.strip() for s in suite.split(",") if s.strip()]
+    if benchmark:
+        flags["benchmark_specs"] = [str(b) for b in benchmark]
+        if suite is None:
+            flags["suites"] = ["custom"]
     if out is None and config is None:
         raise KositpError("--out DIR is required (the report folder)")
     cfg = load_config(EvalConfig, config, list(overrides or []), flags=flags)
@@ -60,7 +69,8 @@ def _execute(config, model, api, api_model, suite, data, benchmarks, limit, seed
 def eval_root(ctx: typer.Context, config: Path = CONFIG, model: str = MODEL, api: str = API, api_model: str = API_MODEL,
               suite: str = SUITE, data: Path = DATA, benchmarks: Path = BENCHMARKS, limit: int = LIMIT,
               seed: int = SEED, max_new_tokens: int = MAX_NEW, batch_size: int = BATCH, dtype: str = DTYPE,
-              out: Path = OUT, overrides: list[str] = SET, quiet: bool = QUIET) -> None:
+              out: Path = OUT, overrides: list[str] = SET, quiet: bool = QUIET, judge_url: str = JUDGE_URL,
+              judge_model: str = JUDGE_MODEL, benchmark: list[str] = BENCHMARK) -> None:
     """Run an evaluation (same options as `kositp eval run`)."""
     if ctx.invoked_subcommand is not None:
         return
@@ -68,17 +78,18 @@ def eval_root(ctx: typer.Context, config: Path = CONFIG, model: str = MODEL, api
         typer.echo(ctx.get_help())
         raise typer.Exit(0)
     _execute(config, model, api, api_model, suite, data, benchmarks, limit, seed, max_new_tokens, batch_size,
-             dtype, out, overrides, quiet)
+             dtype, out, overrides, quiet, judge_url, judge_model, benchmark)
 
 
 @eval_app.command("run")
 def eval_run(config: Path = CONFIG, model: str = MODEL, api: str = API, api_model: str = API_MODEL,
              suite: str = SUITE, data: Path = DATA, benchmarks: Path = BENCHMARKS, limit: int = LIMIT,
              seed: int = SEED, max_new_tokens: int = MAX_NEW, batch_size: int = BATCH, dtype: str = DTYPE,
-             out: Path = OUT, overrides: list[str] = SET, quiet: bool = QUIET) -> None:
+             out: Path = OUT, overrides: list[str] = SET, quiet: bool = QUIET, judge_url: str = JUDGE_URL,
+             judge_model: str = JUDGE_MODEL, benchmark: list[str] = BENCHMARK) -> None:
     """Evaluate --model or --api on the chosen suites and write REPORT_DIR (report.json/.md, PNGs)."""
     _execute(config, model, api, api_model, suite, data, benchmarks, limit, seed, max_new_tokens, batch_size,
-             dtype, out, overrides, quiet)
+             dtype, out, overrides, quiet, judge_url, judge_model, benchmark)
 
 
 @eval_app.command("compare")

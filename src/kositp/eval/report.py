@@ -42,17 +42,41 @@ def headline(suites: dict[str, dict]) -> dict[str, float]:
         for name, entry in suites["kobest"]["metrics"]["per_task"].items():
             flat[f"kobest/{name}/acc"] = entry["acc"]
             flat[f"kobest/{name}/f1"] = entry["f1"]
+    if "kmmlu" in suites:
+        for variant, entry in suites["kmmlu"]["metrics"]["per_task"].items():
+            flat[f"kmmlu/{variant}/acc"] = entry["acc"]
+            flat[f"kmmlu/{variant}/macro_acc"] = entry["macro_acc"]
+            if "invalid_rate" in entry:
+                flat[f"kmmlu/{variant}/invalid_rate"] = entry["invalid_rate"]
+    if "kite" in suites:
+        for part, entry in suites["kite"]["metrics"]["per_task"].items():
+            for key in ("prompt_strict", "instruction_strict", "prompt_loose", "instruction_loose"):
+                flat[f"kite/{part}/{key}"] = entry[key]
+    if "judge" in suites:
+        for name, entry in suites["judge"]["metrics"]["per_task"].items():
+            flat[f"judge/{name}/mean_score"] = entry["mean_score"]
+            flat[f"judge/{name}/scored_rate"] = entry["scored_rate"]
+    if "custom" in suites:
+        for name, entry in suites["custom"]["metrics"]["per_task"].items():
+            flat[f"custom/{name}/{entry['primary']}"] = entry[entry["primary"]]
+            if "invalid_rate" in entry:
+                flat[f"custom/{name}/invalid_rate"] = entry["invalid_rate"]
     return flat
 
 
 def build_report(model: dict, decoding: dict, config: dict, results: list[SuiteResult]) -> dict:
+    from kositp.eval.stats import headline_intervals
+
     suites = {r.name: {"metrics": r.metrics, "settings": r.settings} for r in results}
+    flat = headline(suites)
+    examples = [e for r in results for e in r.examples]
     return rounded({
         "report_version": REPORT_VERSION,
         "model": model,
         "decoding": decoding,
         "config": config,
-        "headline": headline(suites),
+        "headline": flat,
+        "intervals": headline_intervals(flat, examples, config.get("seed", 0)),
         "suites": suites,
     })
 
@@ -120,8 +144,61 @@ def markdown(report: dict) -> str:
         rows = [[name, e["n"], e["acc"], e.get("acc_norm", ""), e["f1"]] for name, e in m["per_task"].items()]
         lines += _table(["task", "n", "acc", "acc_norm", "macro-F1"], rows)
         lines.append("")
+    lines += _new_suites_markdown(suites)
+    if report.get("intervals"):
+        lines += ["## 95% bootstrap intervals (1,000 seeded resamples of the examples)", ""]
+        lines += _table(["metric", "value", "interval"], [[k, report["headline"][k], f"[{lo:.4f}, {hi:.4f}]"]
+                                                          for k, (lo, hi) in report["intervals"].items()])
+        lines.append("")
     lines += ["Per-example outputs: `predictions.jsonl`. Charts: `charts/`.", ""]
     return "\n".join(lines)
+
+
+def _new_suites_markdown(suites: dict) -> list[str]:
+    lines: list[str] = []
+    if "kmmlu" in suites:
+        per_task = suites["kmmlu"]["metrics"]["per_task"]
+        shots = suites["kmmlu"]["settings"]["num_fewshot"]
+        lines += [f"## KMMLU (`kmmlu`; log-likelihood {shots}-shot, lm-eval-harness conventions; generative: "
+                  "letter parsed from the reply, invalid = wrong)", ""]
+        rows = [[v, e["n"], e["acc"], e["macro_acc"], e.get("acc_norm", ""), e.get("invalid_rate", "")]
+                for v, e in per_task.items()]
+        lines += _table(["variant", "n", "acc (micro)", "macro acc (subjects)", "acc_norm", "invalid rate"], rows)
+        groups = sorted({g for e in per_task.values() for g in e.get("per_group", {})})
+        if groups:
+            lines += ["", "Per supercategory:", ""]
+            lines += _table(["variant", *groups], [[v, *[e.get("per_group", {}).get(g, {}).get("acc", "")
+                                                         for g in groups]] for v, e in per_task.items()])
+        lines.append("")
+    if "kite" in suites:
+        per_task = suites["kite"]["metrics"]["per_task"]
+        lines += ["## KITE (`kite`, IFEval-style verifiable instructions in Korean)", ""]
+        rows = [[p, e["n"], e["prompt_strict"], e["instruction_strict"], e["prompt_loose"], e["instruction_loose"],
+                 e["cut_off"]] for p, e in per_task.items()]
+        lines += _table(["part", "prompts", "prompt strict", "instruction strict", "prompt loose",
+                         "instruction loose", "cut off"], rows)
+        lines.append("")
+    if "judge" in suites:
+        judge = suites["judge"]
+        who = judge["settings"]["judge"]
+        lines += [f"## LLM-judged chat (`judge`): judge `{who['model']}` at {who['url']}", ""]
+        rows = [[n, e["n_judgments"], e["mean_score"], e["n_scored"], e["unparsable"], e["judge_errors"],
+                 e["per_turn"]["turn1"], e["per_turn"]["turn2"]] for n, e in judge["metrics"]["per_task"].items()]
+        lines += _table(["set", "judgments", "mean score (1-10)", "scored", "unparsable", "judge errors",
+                         "turn 1", "turn 2"], rows)
+        for name, entry in judge["metrics"]["per_task"].items():
+            if entry["per_category"]:
+                lines += ["", f"{name} per category:", ""]
+                lines += _table(["category", "n", "mean"], [[c, v["n"], v["mean"]]
+                                                            for c, v in entry["per_category"].items()])
+        lines.append("")
+    if "custom" in suites:
+        lines += ["## Your benchmarks (`custom`)", ""]
+        rows = [[n, e["n"], f"{e['primary']}={_fmt(e[e['primary']])}", e.get("invalid_rate", "")]
+                for n, e in suites["custom"]["metrics"]["per_task"].items()]
+        lines += _table(["benchmark", "n", "primary", "invalid rate"], rows)
+        lines.append("")
+    return lines
 
 
 # --------------------------------------------------------------------------- charts
@@ -191,6 +268,38 @@ def write_charts(out: Path, report: dict) -> list[str]:
         bar_chart(charts / "kobest.png", "KoBEST (log-likelihood)", names,
                   {"acc": [m[n]["acc"] for n in names], "macro-F1": [m[n]["f1"] for n in names]}, "score")
         written.append("charts/kobest.png")
+    written += _new_suites_charts(charts, suites)
+    return written
+
+
+def _new_suites_charts(charts: Path, suites: dict) -> list[str]:
+    written = []
+    if "kmmlu" in suites:
+        per_task = suites["kmmlu"]["metrics"]["per_task"]
+        subjects = sorted({s for e in per_task.values() for s in e.get("per_subject", {})})
+        bar_chart(charts / "kmmlu.png", "KMMLU accuracy per subject", subjects,
+                  {v: [e.get("per_subject", {}).get(s, {}).get("acc", 0.0) for s in subjects]
+                   for v, e in per_task.items()}, "accuracy")
+        written.append("charts/kmmlu.png")
+    if "kite" in suites:
+        per_task = suites["kite"]["metrics"]["per_task"]
+        keys = ["prompt_strict", "instruction_strict", "prompt_loose", "instruction_loose"]
+        bar_chart(charts / "kite.png", "KITE instruction following", keys,
+                  {p: [e[k] for k in keys] for p, e in per_task.items()}, "accuracy")
+        written.append("charts/kite.png")
+    if "judge" in suites:
+        per_task = suites["judge"]["metrics"]["per_task"]
+        categories = sorted({c for e in per_task.values() for c in e["per_category"]})
+        if categories:
+            bar_chart(charts / "judge.png", "Judge score per category (1-10)", categories,
+                      {n: [e["per_category"].get(c, {}).get("mean", 0.0) for c in categories]
+                       for n, e in per_task.items()}, "mean score", ylim=(0, 10))
+            written.append("charts/judge.png")
+    if "custom" in suites:
+        per_task = suites["custom"]["metrics"]["per_task"]
+        bar_chart(charts / "custom.png", "Your benchmarks (primary metric)", list(per_task),
+                  {"primary": [e[e["primary"]] for e in per_task.values()]}, "score")
+        written.append("charts/custom.png")
     return written
 
 

@@ -14,7 +14,8 @@ from pydantic import Field, model_validator
 from kositp.config import Config
 from kositp.errors import KositpError
 
-SuiteName = Literal["tasks", "seed4", "kobest"]
+SuiteName = Literal["tasks", "seed4", "kobest", "kmmlu", "kite", "judge", "custom", "all"]
+SUITE_ORDER = ("tasks", "seed4", "kobest", "kmmlu", "kite", "judge", "custom")
 Seed4Name = Literal["nsmc", "kornli", "qpair", "hatespeech"]
 KobestName = Literal["boolq", "copa", "hellaswag", "sentineg", "wic"]
 
@@ -42,6 +43,23 @@ class EvalConfig(Config):
     kobest_tasks: list[KobestName] = Field(["boolq", "copa", "hellaswag", "sentineg", "wic"], min_length=1,
                                            description="KoBEST tasks of the kobest suite.")
     kobest_split: Literal["test", "dev"] = Field("test", description="KoBEST split (lm-eval uses test).")
+    kmmlu_variants: list[Literal["loglik", "generate"]] = Field(
+        ["loglik", "generate"], min_length=1, description="KMMLU by log-likelihood of the option letters "
+        "(lm-eval's kmmlu) and/or asked through the chat template with the letter parsed from the reply.")
+    kmmlu_fewshot: int = Field(0, ge=0, le=5, description="Dev-split examples of the same subject before each "
+                               "KMMLU question (log-likelihood variant; the field reports 0 and 5).")
+    kite_parts: list[Literal["general", "korean"]] = Field(["general", "korean"], min_length=1,
+                                                           description="KITE General (427) and/or KITE Korean (100).")
+    kite_max_new_tokens: int = Field(512, ge=1, le=8192, description="Generation budget for KITE answers.")
+    judge_url: str | None = Field(None, description="OpenAI-compatible base URL of the judge (suite judge).")
+    judge_model: str | None = Field(None, description="Judge model name (default: the first the judge lists).")
+    judge_key_file: Path | None = Field(None, description="File holding the judge's API key (else $judge_key_env).")
+    judge_key_env: str = Field("KOSITP_JUDGE_KEY", description="Environment variable holding the judge's API key.")
+    judge_sets: list[Literal["logickor", "komt"]] = Field(["logickor", "komt"], min_length=1,
+                                                          description="Question sets of the judge suite.")
+    judge_max_tokens: int = Field(1024, ge=1, le=8192, description="Token budget of one judgment.")
+    benchmark_specs: list[str] = Field([], description="Your own benchmarks (suite custom): YAML files or shipped "
+                                       "specs (benchmark/kmmlu, benchmark/nsmc ...); see docs/evaluation.md.")
     limit: int | None = Field(None, ge=1, le=10_000_000, description="At most N examples per task/benchmark "
                               "(a seeded sample, the same for every model).")
     seed: int = Field(0, description="Seed of the --limit samples (decoding is greedy, so nothing else is random).")
@@ -61,13 +79,46 @@ class EvalConfig(Config):
     def _check(self) -> EvalConfig:
         if len(set(self.suites)) != len(self.suites):
             raise ValueError("a suite is listed twice")
+        if "all" in self.suites and len(self.suites) > 1:
+            raise ValueError("`all` runs every suite; give it alone")
         return self
+
+
+def expand_all(cfg: EvalConfig) -> list[str]:
+    """`--suite all`: every suite whose inputs are there (log-likelihood ones only with --model)."""
+    from kositp.eval.benchmarks import benchmarks_root
+
+    try:
+        root = benchmarks_root(cfg.benchmarks)
+    except KositpError:
+        root = None
+    found = {
+        "tasks": cfg.data is not None,
+        "seed4": root is not None and (root / "nsmc").is_dir(),
+        "kobest": root is not None and (root / "kobest").is_dir() and bool(cfg.model),
+        "kmmlu": root is not None and (root / "kmmlu").is_dir(),
+        "kite": root is not None and (root / "kite").is_dir(),
+        "judge": root is not None and (root / "komt_bench").is_dir() and cfg.judge_url is not None,
+        "custom": bool(cfg.benchmark_specs),
+    }
+    return [s for s in SUITE_ORDER if found[s]]
 
 
 def check_runnable(cfg: EvalConfig) -> None:
     """What a recipe may leave to the command line, but a run needs (the shipped eval recipes omit the model)."""
     if bool(cfg.model) == bool(cfg.api):
         raise KositpError("give exactly one of --model or --api")
+    if cfg.api and "kmmlu" in cfg.suites and cfg.kmmlu_variants == ["loglik"]:
+        raise KositpError("KMMLU by log-likelihood needs --model (with --api only kmmlu_variants=[generate] runs)")
+    if "judge" in cfg.suites and not cfg.judge_url:
+        raise KositpError("the judge suite needs --judge-url (an OpenAI-compatible endpoint) and usually --judge-model")
+    if "custom" in cfg.suites and not cfg.benchmark_specs:
+        raise KositpError("the custom suite needs --benchmark FILE.yaml (see docs/evaluation.md)")
+    if "custom" in cfg.suites:
+        from kositp.eval.suites.custom import load_spec
+
+        for spec in cfg.benchmark_specs:
+            load_spec(spec)  # a bad spec fails before the model loads
     if cfg.api and "kobest" in cfg.suites:
         raise KositpError("the kobest suite needs log-likelihoods: run it with --model (--api supports the "
                           "generation suites tasks and seed4)")
@@ -109,6 +160,10 @@ def evaluate(cfg: EvalConfig, show_progress: bool = True) -> dict:
     from kositp.eval.report import build_report, write_json, write_report
     from kositp.eval.suites import SuiteResult
 
+    if cfg.suites == ["all"]:
+        cfg = cfg.model_copy(update={"suites": expand_all(cfg)})
+        if not cfg.suites:
+            raise KositpError("--suite all found nothing to run (no --data, no benchmark folder)")
     check_runnable(cfg)
     started = time.perf_counter()
     timings: dict[str, float] = {}
@@ -170,16 +225,70 @@ def _run_suite(suite: str, cfg: EvalConfig, generator, loaded, progress):
         return seed4.run(generator, benchmarks_root(cfg.benchmarks), list(cfg.seed4_tasks), cfg.limit, cfg.seed,
                          cfg.label_max_new_tokens, progress, paths=dict(cfg.seed4_files))
     if suite == "kobest":
-        from kositp.eval import loglik
         from kositp.eval.suites import kobest
 
-        def scorer(requests, advance):
-            return loglik.score(loaded.model, loaded.tokenizer, requests, batch_size=cfg.batch_size,
-                                progress=advance)
-
-        return kobest.run(scorer, benchmarks_root(cfg.benchmarks), list(cfg.kobest_tasks), cfg.limit, cfg.seed,
+        return kobest.run(_scorer(cfg, loaded), benchmarks_root(cfg.benchmarks), list(cfg.kobest_tasks), cfg.limit, cfg.seed,
                           cfg.kobest_split, progress)
+    if suite == "kmmlu":
+        from kositp.eval.suites import kmmlu
+
+        variants = [v for v in cfg.kmmlu_variants if v != "loglik" or loaded is not None]
+        return kmmlu.run(benchmarks_root(cfg.benchmarks), variants, generator, _scorer(cfg, loaded), cfg.limit,
+                         cfg.seed, cfg.kmmlu_fewshot, progress)
+    if suite == "kite":
+        from kositp.eval.suites import kite
+
+        return kite.run(generator, benchmarks_root(cfg.benchmarks), list(cfg.kite_parts), cfg.limit, cfg.seed,
+                        cfg.kite_max_new_tokens, progress)
+    if suite == "judge":
+        from kositp.eval.suites import judge
+
+        return judge.run(generator, _judge(cfg), benchmarks_root(cfg.benchmarks), list(cfg.judge_sets), cfg.limit,
+                         cfg.seed, cfg.max_new_tokens, progress)
+    if suite == "custom":
+        from kositp.eval.suites import custom
+
+        root = benchmarks_root(cfg.benchmarks) if (cfg.benchmarks or _default_root_exists()) else None
+        return custom.run(cfg.benchmark_specs, root, generator, _scorer(cfg, loaded), cfg.limit, cfg.seed, progress)
     raise KositpError(f"unknown suite {suite}")
+
+
+def _scorer(cfg: EvalConfig, loaded):
+    if loaded is None:
+        return None
+    from kositp.eval import loglik
+
+    def scorer(requests, advance):
+        return loglik.score(loaded.model, loaded.tokenizer, requests, batch_size=cfg.batch_size, progress=advance)
+
+    return scorer
+
+
+def _default_root_exists() -> bool:
+    from kositp.eval.benchmarks import benchmarks_root
+
+    try:
+        benchmarks_root(None)
+    except KositpError:
+        return False
+    return True
+
+
+def _judge(cfg: EvalConfig):
+    import os
+
+    from kositp.eval.suites.judge import Judge, JudgeCache
+    from kositp.models import kositp_home
+
+    if cfg.judge_key_file is not None:
+        try:
+            key = cfg.judge_key_file.read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            raise KositpError(f"cannot read the judge key file {cfg.judge_key_file}: {exc.strerror}") from None
+    else:
+        key = os.environ.get(cfg.judge_key_env, "EMPTY")
+    cache = JudgeCache(kositp_home() / "judge-cache.jsonl")
+    return Judge(cfg.judge_url, cfg.judge_model, key or "EMPTY", cache, cfg.judge_max_tokens, cfg.concurrency)
 
 
 class _nullcontext:
