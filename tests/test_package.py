@@ -21,6 +21,7 @@ from kositp.data.build import BuildConfig
 from kositp.errors import KositpError
 from kositp.recipes import RECIPES_DIR, names, resolve
 from kositp.serve.process import free_port, wait_ready
+from kositp.train.sft import SFTConfig
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -85,6 +86,10 @@ def test_api_keyword_overrides_merge_into_the_recipe_like_cli_overrides():
     again = kositp.resolve_config(BuildConfig, cfg, max_per_task=3)  # a config object, overridden
     assert again.max_per_task == 3 and again.seed == 7 and again.splits.validation == 0.25
     assert kositp.resolve_config(BuildConfig, cfg) is cfg
+
+    sft = kositp.resolve_config(SFTConfig, "sft/tiny", out=Path("runs/x"), trainer={"extra": {"adam_epsilon": 1e-8}})
+    assert sft.out == "runs/x" and sft.trainer.extra == {"adam_epsilon": 1e-8}  # a float, also where untyped
+    assert sft.trainer.max_steps == kositp.resolve_config(SFTConfig, "sft/tiny").trainer.max_steps
 
     with pytest.raises(KositpError, match="did you mean 'seed'"):
         kositp.resolve_config(BuildConfig, "data/demo", sed=1)

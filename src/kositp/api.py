@@ -20,11 +20,12 @@ folder as its input.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
+
+import yaml
 
 from kositp.config import Config, load_config
 from kositp.errors import KositpError
@@ -42,9 +43,27 @@ C = TypeVar("C", bound=Config)
 Recipe = str | Path | Config | None
 
 
+def _plain(value: Any) -> Any:
+    """Paths as text, config objects as the settings they were given, tuples as lists: what YAML holds."""
+    if isinstance(value, Path):
+        return str(value)
+    if isinstance(value, Config):
+        return value.model_dump(mode="json", exclude_unset=True)
+    if isinstance(value, dict):
+        return {key: _plain(item) for key, item in value.items()}
+    if isinstance(value, list | tuple | set):
+        return [_plain(item) for item in value]
+    return value
+
+
 def _as_override(key: str, value: Any) -> str:
-    """One keyword override as the CLI's `key=value`: JSON is YAML, so the value reads back unchanged."""
-    return f"{key}={json.dumps(value, ensure_ascii=False, default=str)}"
+    """One keyword override as the CLI's `key=value`, in YAML that reads back as the same value
+    (`1e-5` as a float, `"yes"` as text), so it is checked and merged exactly like a CLI override."""
+    try:
+        text = yaml.safe_dump(_plain(value), default_flow_style=True, allow_unicode=True, width=float("inf"))
+    except yaml.YAMLError:
+        raise KositpError(f"override {key}: a {type(value).__name__} cannot be a config value") from None
+    return f"{key}=" + text.removesuffix("\n...\n").strip()  # a lone scalar ends with YAML's "..." marker
 
 
 def resolve_config(schema: type[C], recipe: Recipe = None, /, **overrides: Any) -> C:
