@@ -40,8 +40,20 @@ def load(root: Path, part: str) -> list[dict]:
         unknown = [i for i in ids if i not in CHECKERS]
         if unknown or len(ids) != len(kwargs):
             raise KositpError(f"{path}:{number}: unknown instruction id(s) {unknown} or kwargs of another length")
+        kwargs = [repeat_target(prompt, kw) if i == "combination:repeat_prompt" else kw
+                  for i, kw in zip(ids, kwargs, strict=True)]
         items.append({"id": f"{part}:{record.get('key', number)}", "prompt": prompt, "ids": ids, "kwargs": kwargs})
     return items
+
+
+def repeat_target(instruction: str, kwargs: dict | None) -> dict:
+    """The request to repeat: `prompt_to_repeat`, or the instruction without its last line (the "repeat the
+    request" directive) when the file gives none (41 General records) or one of another prompt (5 Korean
+    records copy the honorifics prompt into numbers records)."""
+    given = (kwargs or {}).get("prompt_to_repeat") or ""
+    if given.strip() and instruction.startswith(given.strip()):
+        return dict(kwargs)
+    return {"prompt_to_repeat": instruction.rsplit("\n", 1)[0]}
 
 
 def score(items: list[dict], responses: list[str]) -> tuple[dict, list[dict]]:

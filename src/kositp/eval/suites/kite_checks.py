@@ -210,7 +210,7 @@ def _sentence_end(sentence: str) -> str:
 
 def honorifics(response: str, kw: dict) -> bool:
     """honorific: every sentence ends politely (-요, -니다, -니까, -시오, -죠); non-honorific: none does."""
-    ends = [_sentence_end(s) for s in sentences(response)]
+    ends = [_sentence_end(s) for line in response.splitlines() for s in sentences(line)]
     ends = [e for e in ends if _HANGUL_SYLLABLE.search(e[-1:] or "")]
     if not ends:
         return False
