@@ -32,7 +32,7 @@ CHROMIUM_ARGS = [
 ASSISTANT = '[data-step-type="assistant_message"]'
 USER = '[data-step-type="user_message"]'
 # The stop test's reply: long (its short prompt + 1,536 fit the tiny model's 2,048), so it is still
-# streaming (about 15 s here) when the test clicks stop, even on a loaded CI machine.
+# streaming (for many seconds) when the test clicks stop, even on a fast machine.
 LONG_REPLY_TOKENS = 1536
 SYSTEM_PROMPT_DEFAULT = "당신은 친절하고 정확한 한국어 AI 어시스턴트입니다."
 
@@ -267,7 +267,7 @@ def diagnose(page, server, ui) -> str:
 def test_stop_button_cancels_and_new_chat_resets_history(server, ui, open_page):
     page = open_page(ui.url)
     # The first turn of a fresh chat, greedy and as long as the server allows: the same short prompt and
-    # the same reply on every run, streaming for seconds (about 15 s here) after its first token.
+    # the same reply on every run, streaming for many seconds after its first token.
     set_sampling(page, max_tokens="End", temperature="Home")
     frames_before = len(page.stream_frames)
     send(page, "아주 길게 이야기를 써 주세요.")

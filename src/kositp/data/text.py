@@ -20,8 +20,8 @@ def _already_clean(text: str) -> bool:
 
     `isprintable()` is False for every whitespace character except the ASCII space (they are all
     Unicode "Other" or "Separator"), so a printable string's only whitespace is " "; with no double,
-    leading or trailing space there is nothing to collapse. About 3x faster than split/join on a
-    Korean paragraph, which is most of what the readers clean.
+    leading or trailing space there is nothing to collapse. Cheaper than split/join on an already
+    clean Korean paragraph, which is most of what the readers clean.
     """
     return text.isprintable() and "  " not in text and text[:1] != " " and text[-1:] != " "
 

@@ -275,8 +275,8 @@ class BatchingEngine:
         if self.flush_denormal:
             import torch
 
-            # Denormal floats are very slow on x86; the dequantized default model produces many
-            # (a forward pass measured 2.7x faster with them flushed to zero).
+            # Denormal floats are very slow on x86 and the dequantized default model produces many
+            # (docs/serving.md has the measured difference).
             torch.set_flush_denormal(True)
         batch: _RunningBatch | None = None
         while True:

