@@ -34,7 +34,7 @@ class VllmConfig(Config):
     port: int = Field(0, ge=0, le=65535, description="Port of the managed vLLM process (0: pick a free one).")
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
         "auto", description="dtype vLLM loads the weights in (auto: the checkpoint's, but float32 on a CPU without "
-        "bf16 instructions, where bf16 ran 3x slower)."
+        "bf16 instructions, where bf16 is several times slower)."
     )
     max_model_len: int | None = Field(
         2048, ge=16, description="Context length vLLM reserves KV cache for (None: the model's)."
@@ -124,8 +124,8 @@ class ServeConfig(Config):
     )
     onednn_linears: bool = Field(
         True, description="transformers backend, float32 on CPU: linear layers through oneDNN with the weights "
-        "reordered once (decode steps 1.3-1.7x faster on this project's CPUs; a tied output projection is then held "
-        "twice). See kositp/cpu_linear.py."
+        "reordered once (faster batched decoding, figures in docs/serving.md; a tied output projection is then "
+        "held twice). See kositp/cpu_linear.py."
     )
     log_prompts: bool = Field(False, description="Log prompts and outputs (off: only sizes and timings are logged).")
     drain_timeout_s: float = Field(

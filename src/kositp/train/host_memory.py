@@ -5,11 +5,9 @@ threshold is dynamic: every time a large mmapped block is freed it rises (up to 
 training step frees megabyte-sized activations by the hundred, so after the first steps they all
 come from the heap, where freed blocks stay resident and fragment: peak RSS grows well beyond the
 live tensors. A fixed threshold (mallopt M_MMAP_THRESHOLD) makes every large tensor its own
-mapping, returned to the OS the moment it is freed. Measured with gemma-3-270m LoRA on CPU (batch
-4, ~850 tokens): peak RSS 3.79 GB -> 3.32 GB (docs/training.md). The price is a page fault for every
-page of every such allocation: at batch 8 (~1,100 tokens) steps 2-6 took 83 s instead of 66 s
-(sys time 69 s vs 10 s) for 3.9 GB instead of 4.8 GB peak, so it is opt-in (TrainConfig
-`malloc_mmap_threshold_kib`).
+mapping, returned to the OS the moment it is freed. That lowers the peak, but every page of every
+such allocation becomes a page fault, which can cost more time than the memory is worth
+(docs/training.md has both, measured), so it is opt-in (TrainConfig `malloc_mmap_threshold_kib`).
 """
 
 from __future__ import annotations
