@@ -75,3 +75,11 @@ def test_evaluation_loads_fp32_models_with_onednn_linears(tiny_model_dir):
     assert any(isinstance(m, OneDNNLinear) for m in load_for_eval(str(tiny_model_dir)).model.modules())
     plain = load_for_eval(str(tiny_model_dir), onednn_linears=False).model
     assert not any(isinstance(m, OneDNNLinear) for m in plain.modules())
+
+
+def test_measure_times_the_three_linears_on_the_same_outputs():
+    from kositp.cpu_linear import measure
+
+    (result,) = measure(rows=(3,), shapes=((32, 48),), rounds=2)
+    assert result["shape"] == [32, 48] and result["rows"] == 3
+    assert all(result[name] > 0 for name in ("nn.Linear", "OneDNNLinear", "MkldnnLinear"))

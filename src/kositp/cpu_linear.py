@@ -1,15 +1,17 @@
 """Faster fp32 linear layers for CPU inference: oneDNN with the weights reordered once.
 
-`nn.Linear` on CPU calls MKL's sgemm. For the shapes of batched decoding (a few to a few dozen
-rows against a large weight) MKL does poorly on this project's AMD EPYC machines: Gemma 3's tied
-262k x 640 output projection took 0.27 s for 16 rows and 0.28 s for 32, against 0.13 s and 0.17 s
-through oneDNN with the weight in oneDNN's own layout (`to_mkldnn`, done once at load). Over a
-whole gemma-3-270m decode step: 0.31 s -> 0.18 s for 16 rows, 0.13 s -> 0.10 s for one, with the
-same greedy tokens. (`python -m kositp.cpu_linear` measures it on the machine at hand.)
+`nn.Linear` on CPU calls MKL's sgemm, which does poorly for the shapes of batched decoding (a few
+to a few dozen rows against a large weight): on gemma-3-270m most of a batched decode step went to
+the tied 262k x 640 output projection. oneDNN with the weight held in its own blocked layout
+(`to_mkldnn`, done once at load) is faster there, with the same greedy tokens; `python -m
+kositp.cpu_linear` measures it on the machine at hand and docs/serving.md has the figures.
+
+Kept rather than `torch.utils.mkldnn.MkldnnLinear`, which makes the same oneDNN call: that one is
+built on TorchScript decorators deprecated in torch 2.13 and measured no faster (docs/serving.md).
 
 The cost is memory where a weight is shared: Gemma ties its output projection to the input
-embedding, which the lookup still needs in the dense layout, so that matrix is held twice (671 MB
-for gemma-3-270m). Untied weights are converted, not copied.
+embedding, which the lookup still needs in the dense layout, so that matrix is held twice.
+Untied weights are converted, not copied.
 
 Inference only: the reordered weights take no gradients, and PEFT's LoRA layers are left alone
 (merge an adapter before serving it; `kositp export` does).
@@ -72,29 +74,51 @@ def use_onednn_linears(model: nn.Module) -> int:
     return replaced
 
 
-def _measure(rows: tuple[int, ...] = (1, 16, 32), vocab: int = 262_144, hidden: int = 640, repeats: int = 5) -> None:
-    """Time an output projection of Gemma 3's shape both ways (the lever's size on this machine)."""
+# gemma-3-270m's linear shapes (in, out): attention q/kv/o, MLP gate-up/down, the tied output projection
+GEMMA_270M_SHAPES = ((640, 1024), (640, 256), (1024, 640), (640, 2048), (2048, 640), (640, 262_144))
+
+
+def measure(rows: tuple[int, ...] = (1, 16), shapes=GEMMA_270M_SHAPES, rounds: int = 7) -> list[dict]:
+    """Seconds per call of `nn.Linear` (MKL), `OneDNNLinear` and torch's `MkldnnLinear`, fp32.
+
+    The three alternate within each round (so a busy machine slows them alike); medians over rounds.
+    """
+    import statistics
     import time
+    import warnings
+
+    with warnings.catch_warnings():  # torch.utils.mkldnn is built on deprecated TorchScript decorators
+        warnings.simplefilter("ignore", DeprecationWarning)
+        from torch.utils.mkldnn import MkldnnLinear
 
     torch.manual_seed(0)
-    dense = nn.Linear(hidden, vocab, bias=False)
-    fast = OneDNNLinear(dense)
-
-    def seconds(layer, x) -> float:
-        layer(x)
-        start = time.perf_counter()
-        for _ in range(repeats):
-            layer(x)
-        return (time.perf_counter() - start) / repeats
-
+    results = []
     with torch.inference_mode():
-        for n in rows:
-            x = torch.randn(n, hidden)
-            assert torch.allclose(dense(x), fast(x), rtol=1e-4, atol=1e-4)
-            a, b = seconds(dense, x), seconds(fast, x)
-            print(f"{n:>3} rows x [{vocab} x {hidden}]: nn.Linear {a * 1000:7.1f} ms, oneDNN {b * 1000:7.1f} ms "
-                  f"({a / b:.2f}x), {torch.get_num_threads()} threads")
+        for n_in, n_out in shapes:
+            dense = nn.Linear(n_in, n_out, bias=False)
+            layers = {"nn.Linear": dense, "OneDNNLinear": OneDNNLinear(dense),
+                      "MkldnnLinear": MkldnnLinear(dense, torch.float)}
+            for n in rows:
+                x = torch.randn(1, n, n_in)  # (batch, positions, features), as a decoder calls it
+                for layer in layers.values():
+                    torch.testing.assert_close(layer(x), dense(x), rtol=1e-4, atol=1e-4)
+                calls = max(3, min(1000, int(1e8 / (n_in * n_out * n))))  # about the same work per timing
+                times: dict[str, list[float]] = {name: [] for name in layers}
+                for r in range(rounds):
+                    for name in (list(layers) if r % 2 == 0 else list(layers)[::-1]):
+                        start = time.perf_counter()
+                        for _ in range(calls):
+                            layers[name](x)
+                        times[name].append((time.perf_counter() - start) / calls)
+                results.append({"shape": [n_in, n_out], "rows": n} |
+                               {name: statistics.median(t) for name, t in times.items()})
+    return results
 
 
-if __name__ == "__main__":
-    _measure()
+if __name__ == "__main__":  # python -m kositp.cpu_linear: the three linears on gemma-3-270m's shapes, here
+    print(f"fp32, {torch.get_num_threads()} threads, torch {torch.__version__}; microseconds per call (median)")
+    print("| in -> out | rows | nn.Linear | OneDNNLinear | MkldnnLinear | OneDNN / Mkldnn |\n|---|---|---|---|---|---|")
+    for r in measure():
+        print(f"| {r['shape'][0]} -> {r['shape'][1]} | {r['rows']} | {r['nn.Linear'] * 1e6:,.0f} | "
+              f"{r['OneDNNLinear'] * 1e6:,.0f} | {r['MkldnnLinear'] * 1e6:,.0f} | "
+              f"{r['OneDNNLinear'] / r['MkldnnLinear']:.2f} |", flush=True)
