@@ -110,7 +110,7 @@ def _plain_trl_trainer(cfg, callbacks: list):
     from datasets import Dataset
     from trl import SFTConfig as TRLSFTConfig
 
-    from kositp.bench.train import _full_logits_trainer_class
+    from kositp.bench.train import full_logits_trainer_class
     from kositp.models import load_model
     from kositp.train.modeling import align_model_with_tokenizer, lora_config, prepare_tokenizer
     from kositp.train.sft import filter_by_length, load_sft_rows
@@ -138,7 +138,7 @@ def _plain_trl_trainer(cfg, callbacks: list):
         logging_steps=1, save_strategy="no", report_to="none", disable_tqdm=True, dataloader_num_workers=0,
         **({"bf16": True} if cuda else {"bf16": False, "use_cpu": True}),
     )
-    return _full_logits_trainer_class()(model=model, args=args, train_dataset=Dataset.from_list(rows),
+    return full_logits_trainer_class()(model=model, args=args, train_dataset=Dataset.from_list(rows),
                                         processing_class=tokenizer, peft_config=lora_config(cfg, added),
                                         callbacks=callbacks)
 
@@ -152,7 +152,7 @@ def run_case(case: dict[str, Any], partial: Path) -> dict[str, Any]:
         import_unsloth_first(cfg.backend)
     import torch
 
-    from kositp.bench.train import _RecordingCollator
+    from kositp.bench.train import RecordingCollator
 
     torch.manual_seed(case["seed"])
     recorder = _step_recorder(partial)
@@ -165,7 +165,7 @@ def run_case(case: dict[str, Any], partial: Path) -> dict[str, Any]:
         Path(cfg.out).mkdir(parents=True, exist_ok=True)
         trainer, loaded, _ = build_sft_trainer(cfg, Path(cfg.out), [recorder])
         backend = loaded.backend
-    collator = _RecordingCollator(trainer.data_collator)
+    collator = RecordingCollator(trainer.data_collator)
     trainer.data_collator = collator
     load_s = time.perf_counter() - started
     if case["variant"] == "trl-plain":
@@ -430,9 +430,9 @@ def bench_gpu(
     for folder in (out / "logs", work / "models", work / "cases", work / "extras"):
         folder.mkdir(parents=True, exist_ok=True)
     if data is None:
-        from kositp.bench.train import _ensure_demo_data
+        from kositp.bench.train import ensure_demo_data
 
-        data = _ensure_demo_data(out / "data", tokenizer, console)
+        data = ensure_demo_data(out / "data", tokenizer, console)
     settings = {"shapes": chosen_shapes, "adapters": chosen_adapters, "variants": chosen_variants, "steps": steps,
                 "batch_size": batch_size, "max_length": max_length, "optim": optim, "recipe": recipe,
                 "overrides": list(kositp_set), "tokenizer": tokenizer, "data": str(data),

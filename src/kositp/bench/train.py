@@ -52,7 +52,7 @@ LOSS_TOLERANCE = 0.03  # relative; bf16 autocast against fp32 moves the loss by 
 # ---------------------------------------------------------------------------------------------- child
 
 
-class _RecordingCollator:
+class RecordingCollator:
     """Wraps the trainer's collator: counts non-pad tokens and hashes the loss-bearing label ids per batch."""
 
     def __init__(self, inner):
@@ -154,13 +154,17 @@ def _build_baseline(spec: dict[str, Any], cfg, out: Path, callbacks: list, fused
     elif fused:  # run_child puts kositp's plain kernel in TRL's slot around train()
         trainer_cls = SFTTrainer
     else:
-        trainer_cls = _full_logits_trainer_class()
+        trainer_cls = full_logits_trainer_class()
     trainer = trainer_cls(model=model, args=args, train_dataset=Dataset.from_list(rows), processing_class=tokenizer,
                           peft_config=lora_config(cfg, added), callbacks=callbacks)
     return trainer
 
 
-def _full_logits_trainer_class():  # built lazily so the parent process never imports TRL
+def full_logits_trainer_class():
+    """An `SFTTrainer` subclass whose loss is the model's own (full logits): the CPU baseline.
+
+    Built on call, so a process that never trains never imports TRL.
+    """
     from transformers import Trainer
     from trl import SFTTrainer
 
@@ -206,7 +210,7 @@ def run_child(spec: dict[str, Any]) -> dict[str, Any]:
             backend = "trl"
             fused = spec["variant"] == "trl-fused"
             speedups = cpu_speedups(CpuSettings(fast_lm_head=False), trainer.model) if fused else nullcontext({})
-        recorder = _RecordingCollator(trainer.data_collator)
+        recorder = RecordingCollator(trainer.data_collator)
         trainer.data_collator = recorder
         with speedups as active:
             frozen_embedding = active.get("frozen_embedding", "kept in the model's dtype")
@@ -399,7 +403,7 @@ def bench_train(
         raise KositpError(f"unknown variant(s) {', '.join(unknown) or '(none)'}; choose from {', '.join(VARIANTS)}")
     recipe = resolve(recipe)
     out.mkdir(parents=True, exist_ok=True)
-    data = data or _ensure_demo_data(out / "data", model, console)
+    data = data or ensure_demo_data(out / "data", model, console)
     threads = threads or os.cpu_count() or 1
     spec_base = {"model": model, "data": str(data), "recipe": str(recipe), "steps": steps, "batch_size": batch_size,
                  "seed": seed, "threads": threads, "overrides": list(kositp_set)}
@@ -434,7 +438,8 @@ def bench_train(
     console.print(f"wrote {out / 'bench_train.json'} and {out / 'bench_train.md'}")
 
 
-def _ensure_demo_data(target: Path, model: str, console) -> Path:
+def ensure_demo_data(target: Path, model: str, console) -> Path:
+    """The demo corpus built with `model`'s tokenizer into `target`, unless it is there already."""
     if (target / "train.jsonl").is_file():
         return target
     from kositp.config import load_config
