@@ -91,6 +91,7 @@ def demo_command(
     benchmarks: Path | None = typer.Option(None, "--benchmarks", help="Korean benchmark folder for eval."),
     eval_limit: int | None = typer.Option(None, "--eval-limit", min=1, help="Examples per eval task."),
     fresh: bool = typer.Option(False, "--fresh", help="Redo every stage, even unchanged ones."),
+    rl: bool = typer.Option(False, "--rl", help="Add a GRPO stage after DPO and its evaluation (slow on CPU)."),
     serve: bool = typer.Option(True, "--serve/--no-serve", help="Start the API and chat page at the end."),
     api_port: int = typer.Option(8000, "--api-port", help="API port."),
     ui_port: int = typer.Option(8001, "--ui-port", help="Chat page port."),
@@ -101,7 +102,7 @@ def demo_command(
     from kositp.demo import DemoConfig, run_demo, serve_until_interrupted
 
     cfg = DemoConfig(quick=quick, out=out, model=model, benchmarks=benchmarks, eval_limit=eval_limit, fresh=fresh,
-                     serve=serve, api_port=api_port, ui_port=ui_port)
+                     rl=rl, serve=serve, api_port=api_port, ui_port=ui_port)
     console = Console()
     run_demo(cfg, console)
     if cfg.serve:

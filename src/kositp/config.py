@@ -27,6 +27,7 @@ CONFIG_SCHEMAS: dict[str, str] = {
     "data": "kositp.data.build:BuildConfig",
     "sft": "kositp.train.sft:SFTConfig",
     "pref": "kositp.train.pref:PrefConfig",
+    "rl": "kositp.train.rl:RLConfig",
     "accelerate": "kositp.train.accelerate_configs:validate",
     "ui": "kositp.ui.config:UIConfig",
     "eval": "kositp.eval.run:EvalConfig",

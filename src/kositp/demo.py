@@ -1,7 +1,7 @@
 """`kositp demo`: the whole pipeline on the embedded Korean model, offline, stage by stage.
 
-data build -> SFT (LoRA) -> task-grounded preference pairs -> DPO -> eval base/SFT/DPO -> export
--> serve + chat page. Each stage writes into its own folder under `out/` together with a stage
+data build -> SFT (LoRA) -> task-grounded preference pairs -> DPO -> [GRPO with `rl=True`] -> eval
+base/SFT/DPO[/GRPO] -> export -> serve + chat page. Each stage writes into its own folder under `out/` together with a stage
 record holding a key: the hash of the stage's settings and of the keys of the stages it reads.
 A re-run reuses every stage whose key is unchanged (`fresh=True` redoes everything), so a demo
 interrupted in the middle resumes where it stopped.
@@ -50,6 +50,9 @@ class DemoConfig(Config):
     eval_limit: int | None = Field(None, ge=1, description="Examples per task/benchmark in evaluation "
                                    "(default: 16, or 4 with quick).")
     fresh: bool = Field(False, description="Redo every stage even when its key is unchanged.")
+    rl: bool = Field(False, description="Add a GRPO stage on the SFT run after DPO (recipe rl/demo-grpo; quick: "
+                     "rl/tiny-grpo) and its evaluation beside the others. Off by default: on 2 CPU cores its 40 "
+                     "steps take longer than the rest of the demo (docs/training.md).")
     serve: bool = Field(True, description="Start the API and the chat page at the end and wait for Ctrl-C.")
     host: str = Field("127.0.0.1", description="Address for the API and the chat page.")
     api_port: int = Field(8000, ge=1, le=65535, description="API port.")
@@ -143,8 +146,8 @@ class DemoRunner:
 def _stage_recipes(cfg: DemoConfig) -> dict[str, str]:
     """The shipped recipe (a name under kositp/recipes/) behind each training stage."""
     if cfg.quick:
-        return {"data": "data/demo", "sft": "sft/tiny", "pref": "pref/tiny-dpo"}
-    return {"data": "data/demo", "sft": "sft/demo", "pref": "pref/demo-dpo"}
+        return {"data": "data/demo", "sft": "sft/tiny", "pref": "pref/tiny-dpo", "rl": "rl/tiny-grpo"}
+    return {"data": "data/demo", "sft": "sft/demo", "pref": "pref/demo-dpo", "rl": "rl/demo-grpo"}
 
 
 def build_stages(cfg: DemoConfig) -> list[Stage]:
@@ -154,6 +157,7 @@ def build_stages(cfg: DemoConfig) -> list[Stage]:
     from kositp.export.run import export
     from kositp.train.pairs import build_pairs
     from kositp.train.pref import PrefConfig, train_pref
+    from kositp.train.rl import RLConfig, train_rl
     from kositp.train.sft import SFTConfig, train_sft
 
     out = cfg.out
@@ -173,6 +177,11 @@ def build_stages(cfg: DemoConfig) -> list[Stage]:
     pref_cfg.sft_run = str(out / "sft")
     pref_cfg.data = str(out / "pairs")
     pref_cfg.out = str(out / "dpo")
+    rl_cfg = load_config(RLConfig, recipes["rl"])
+    rl_cfg.model = None  # the SFT run's base
+    rl_cfg.sft_run = str(out / "sft")
+    rl_cfg.data = str(out / "data")
+    rl_cfg.out = str(out / "grpo")
 
     def eval_cfg(target: str, folder: Path) -> EvalConfig:
         return EvalConfig(model=target, suites=suites, data=out / "data", benchmarks=benchmarks, limit=limit,
@@ -190,6 +199,9 @@ def build_stages(cfg: DemoConfig) -> list[Stage]:
     def run_pref(folder: Path) -> dict:
         return call_in_child(training_stage, train_pref, pref_cfg, folder)
 
+    def run_rl(folder: Path) -> dict:
+        return call_in_child(training_stage, train_rl, rl_cfg, folder)
+
     def eval_stage(name: str, title: str, target: str, needs: list[str]) -> Stage:
         settings = eval_cfg(target, out / "eval" / name)
 
@@ -202,7 +214,12 @@ def build_stages(cfg: DemoConfig) -> list[Stage]:
         return call_in_child(export, ExportConfig(run=str(out / "dpo"), out=str(folder)))
 
     sample_digest = tree_digest(Path(kositp.__file__).parent / "resources" / "samples")
-    return [
+    rl_stages = [
+        Stage("grpo", "Reinforce the SFT model with GRPO (rewards: the tasks' own metrics)",
+              {"recipe": rl_cfg.model_dump(mode="json")}, run_rl, ["data", "sft"]),
+        eval_stage("grpo", "Evaluate the GRPO model", str(out / "grpo"), ["data", "grpo"]),
+    ] if cfg.rl else []
+    stages = [
         Stage("data", "Build the 22-task Korean instruction data from the bundled samples",
               {"recipe": data_cfg.model_dump(mode="json"), "samples": sample_digest}, run_data),
         Stage("sft", f"Fine-tune {model} with LoRA (SFT)", {"recipe": sft_cfg.model_dump(mode="json")}, run_sft,
@@ -217,6 +234,7 @@ def build_stages(cfg: DemoConfig) -> list[Stage]:
         Stage("export", "Export the DPO model for vLLM (merged safetensors + chat template)", {}, run_export,
               ["dpo"]),
     ]
+    return stages[:-1] + rl_stages + stages[-1:]
 
 
 # ------------------------------------------------------------------------------ stages in child processes
@@ -295,11 +313,11 @@ def _run_summary(folder: Path) -> dict:
     return json.loads(run_json.read_text(encoding="utf-8")) if run_json.is_file() else {}
 
 
-def comparison_table(out: Path) -> tuple[str, dict]:
-    """Base vs SFT vs DPO, as Markdown, from the three eval reports."""
+def comparison_table(out: Path, runs: tuple[str, ...] = ("base", "sft", "dpo")) -> tuple[str, dict]:
+    """Base vs SFT vs DPO (vs GRPO), as Markdown, from their eval reports."""
     from kositp.eval.compare import compare
 
-    result = compare([out / "eval" / "base", out / "eval" / "sft", out / "eval" / "dpo"], out / "eval" / "compare")
+    result = compare([out / "eval" / name for name in runs], out / "eval" / "compare")
     table_md = (out / "eval" / "compare" / "comparison.md").read_text(encoding="utf-8")
     return table_md, result
 
@@ -318,7 +336,8 @@ def run_demo(cfg: DemoConfig, console=None) -> dict:
     started = time.perf_counter()
     for index, stage in enumerate(stages, 1):
         runner.run(stage, index, len(stages))
-    table_md, comparison = comparison_table(cfg.out)
+    runs = ("base", "sft", "dpo", "grpo") if cfg.rl else ("base", "sft", "dpo")
+    table_md, comparison = comparison_table(cfg.out, runs)
     metrics = comparison["metrics"].get(PRIMARY_METRIC, {})
     base, sft, dpo = (metrics.get(n) for n in ("base", "sft", "dpo"))
     summary = {
@@ -327,13 +346,13 @@ def run_demo(cfg: DemoConfig, console=None) -> dict:
         "seconds": round(time.perf_counter() - started, 1),
         "stages": [{"name": o.name, "reused": o.reused, "seconds": round(o.seconds, 1)} for o in runner.outcomes],
         "primary_metric": PRIMARY_METRIC,
-        "scores": {"base": base, "sft": sft, "dpo": dpo},
+        "scores": {name: metrics.get(name) for name in runs},
         "sft_beats_base": sft is not None and base is not None and sft > base,
         "export": str(cfg.out / "export"),
     }
     (cfg.out / "demo.json").write_text(json.dumps(summary, ensure_ascii=False, indent=2), encoding="utf-8")
     (cfg.out / "demo.md").write_text(table_md, encoding="utf-8")
-    console.rule("[bold]base vs SFT vs DPO")
+    console.rule("[bold]" + " vs ".join(name.upper() if name != "base" else name for name in runs))
     console.print(table_md)
     if not summary["sft_beats_base"]:
         console.print(f"[bold red]SFT did not beat the base model on {PRIMARY_METRIC} ({sft} vs {base})")

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from kositp.errors import KositpError
+from kositp.eval import bootstrap
 from kositp.eval.report import bar_chart, rounded, write_json
 from kositp.eval.run import load_report
 
@@ -29,10 +30,12 @@ def compare(report_dirs: list[str | Path], out: str | Path) -> dict:
              for key in keys}
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
+    paired = bootstrap.pairwise(dirs, names)
     result = rounded({
         "runs": [{"name": n, "dir": str(d), "model": r.get("model", {})} for n, d, r in zip(names, dirs, reports,
                                                                                        strict=True)],
         "metrics": table,
+        "paired_bootstrap": {"resamples": bootstrap.RESAMPLES, "seed": bootstrap.SEED, "comparisons": paired},
     })
     write_json(out / "comparison.json", result)
     lines = ["# Evaluation comparison", ""]
@@ -49,6 +52,7 @@ def compare(report_dirs: list[str | Path], out: str | Path) -> dict:
             cells.append(f"**{text}**" if v is not None and v == best and len(present) > 1 else text)
         lines.append(f"| {key} | " + " | ".join(cells) + " |")
     lines += ["", "Bold: the best run for that metric (lowest for invalid rates). Missing: –.", ""]
+    lines += bootstrap.markdown(result["paired_bootstrap"]["comparisons"])
     (out / "comparison.md").write_text("\n".join(lines), encoding="utf-8")
     chart_keys = [k for k in keys if not k.endswith("invalid_rate") and "/valid_rate" not in k]
     if chart_keys:

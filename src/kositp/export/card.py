@@ -73,6 +73,10 @@ def render_card(record: dict, run: Path, export_info: dict, extra_reports: list[
     lines += ["## Training", "", *_table(["setting", "value"], [
         ["kind", record.get("kind")], ["method", record.get("method")], ["final step", record.get("final_step")],
         ["parent run", record.get("parent_run") or "-"]]), ""]
+    if record.get("tasks"):  # RL: rewards need a checkable answer, so open-ended tasks are left out unless listed
+        lines += [f"RL prompts came from the tasks {', '.join(record['tasks'])}; tasks not listed (by default the "
+                  "open-ended ones: summaries, titles, long answers, completion, composition, expansion, paraphrase) "
+                  "were not used, since their replies have no answer a reward can check.", ""]
     if config:
         lines += ["<details><summary>config.yaml</summary>", "", "```yaml",
                   yaml.safe_dump(config, allow_unicode=True, sort_keys=False).strip(), "```", "</details>", ""]

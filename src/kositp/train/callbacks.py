@@ -88,7 +88,7 @@ class RichProgressCallback(TrainerCallback):
         if self._progress is None or not logs:
             return
         parts = []
-        for key, label in (("loss", "loss"), ("eval_loss", "eval"), ("rewards/accuracies", "acc")):
+        for key, label in (("loss", "loss"), ("eval_loss", "eval"), ("rewards/accuracies", "acc"), ("reward", "reward")):
             if key in logs:
                 parts.append(f"{label} {logs[key]:.4f}")
         if parts:
@@ -118,7 +118,8 @@ def truncate_metrics(run_dir: Path, last_step: int) -> None:
 
 
 def plot_metrics(run_dir: Path, title: str) -> Path | None:
-    """loss.png: train/eval loss, plus reward accuracy and margin panels for preference runs."""
+    """loss.png: train/eval loss, plus a reward panel: accuracy and margin for preference runs, each reward
+    function and their weighted sum for RL runs."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -130,7 +131,9 @@ def plot_metrics(run_dir: Path, title: str) -> Path | None:
         return None
     evals = [r for r in rows if "eval_loss" in r]
     reward = [r for r in train if "rewards/accuracies" in r]
-    panels = 2 if reward else 1
+    # RL runs log each reward function as rewards/<name>/mean, beside their weighted sum `reward`
+    rl_rewards = sorted({k for r in train for k in r if k.startswith("rewards/") and k.endswith("/mean")})
+    panels = 2 if reward or rl_rewards else 1
     fig, axes = plt.subplots(1, panels, figsize=(6 * panels, 4), squeeze=False)
     ax = axes[0][0]
     ax.plot([r["step"] for r in train], [r["loss"] for r in train], label="train loss")
@@ -149,6 +152,16 @@ def plot_metrics(run_dir: Path, title: str) -> Path | None:
             ax2.plot(steps, [r["rewards/margins"] for r in reward], label="reward margin")
         ax2.set_xlabel("step")
         ax2.set_title("preference rewards")
+        ax2.grid(alpha=0.3)
+        ax2.legend()
+    elif rl_rewards:
+        ax2 = axes[0][1]
+        for key in ["reward", *rl_rewards]:
+            points = [(r["step"], r[key]) for r in train if key in r]
+            ax2.plot([s for s, _ in points], [v for _, v in points],
+                     label="weighted sum" if key == "reward" else key.split("/")[1])
+        ax2.set_xlabel("step")
+        ax2.set_title("rewards (mean over the step's completions)")
         ax2.grid(alpha=0.3)
         ax2.legend()
     fig.tight_layout()

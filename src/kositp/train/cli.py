@@ -7,7 +7,8 @@ from pathlib import Path
 
 import typer
 
-train_app = typer.Typer(help="Fine-tune (SFT) and align (DPO, ORPO, KTO, SimPO) models.", no_args_is_help=True)
+train_app = typer.Typer(help="Fine-tune (SFT), align (DPO, ORPO, KTO, SimPO) and reinforce (GRPO) models.",
+                        no_args_is_help=True)
 
 OVERRIDES_HELP = ("Recipe overrides as key=value, using the config's field names (grouped settings with a dot; "
                   "trainer settings under TRL's names), e.g. trainer.max_steps=40 trainer.learning_rate=1e-4 "
@@ -78,5 +79,35 @@ def pref_command(
     import_unsloth_first(cfg.backend)  # on CUDA, before _quiet_libraries imports transformers and datasets
     _quiet_libraries()
     run = train_pref(cfg)
+    if int(os.environ.get("RANK", "0")) == 0:
+        typer.echo(f"{cfg.method.upper()} run written to {run}")
+
+
+@train_app.command("rl")
+def rl_command(
+    overrides: list[str] = typer.Argument(None, help=OVERRIDES_HELP, show_default=False),
+    config: Path | None = typer.Option(None, "--config", "-c", help="Recipe: name (rl/demo-grpo; `kositp config list`) or YAML path."),
+    method: str | None = typer.Option(None, "--method", help="grpo."),
+    model: str | None = typer.Option(None, "--model", help="Base model (must match the SFT run's base)."),
+    adapter: Path | None = typer.Option(None, "--adapter", help="SFT run directory whose adapter to continue."),
+    data: Path | None = typer.Option(None, "--data", help="`kositp data build` output directory (its train split)."),
+    out: Path | None = typer.Option(None, "--out", help="Run directory to write."),
+) -> None:
+    """Online RL: GRPO with rewards from the task suite's scorers (task metric, answer format, Korean, length).
+
+    Writes the same run directory as SFT; metrics.jsonl and loss.png carry each reward separately.
+    """
+    from kositp.config import load_config
+    from kositp.errors import KositpError
+    from kositp.train.modeling import import_unsloth_first
+    from kositp.train.rl import METHODS, RLConfig, train_rl
+
+    if method is not None and method not in METHODS:
+        raise KositpError(f"unknown RL method '{method}'; choose one of: {', '.join(METHODS)}")
+    cfg = load_config(RLConfig, config, overrides or [],
+                      flags={"method": method, "model": model, "sft_run": adapter, "data": data, "out": out})
+    import_unsloth_first(cfg.backend)  # on CUDA, before _quiet_libraries imports transformers and datasets
+    _quiet_libraries()
+    run = train_rl(cfg)
     if int(os.environ.get("RANK", "0")) == 0:
         typer.echo(f"{cfg.method.upper()} run written to {run}")

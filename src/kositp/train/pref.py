@@ -61,7 +61,7 @@ class PrefConfig(TrainConfig):
         return self
 
 
-def _resolve_parent(cfg: PrefConfig) -> tuple[str, str, Path | None, str | None]:
+def resolve_parent(cfg: PrefConfig) -> tuple[str, str, Path | None, str | None]:
     """(base model name, where to load it from, SFT adapter dir or None, parent run), mismatches refused."""
     from kositp.models import resolve_model_path
 
@@ -85,7 +85,7 @@ def _resolve_parent(cfg: PrefConfig) -> tuple[str, str, Path | None, str | None]
     return record.base_model, record.base_model_source(), record.weights_dir(run), str(run)
 
 
-def _load_with_sft_adapter(cfg: PrefConfig, base: str, adapter_dir: Path):
+def load_with_sft_adapter(cfg: PrefConfig, base: str, adapter_dir: Path):
     from peft import PeftModel
     from transformers import AutoTokenizer
 
@@ -155,7 +155,7 @@ def build_pref_trainer(cfg: PrefConfig, out: Path, callbacks: list | None = None
     from kositp.train.data import load_records, preference_rows
 
     data, _ = cfg.require_paths()
-    base_name, base_source, adapter_dir, parent = _resolve_parent(cfg)
+    base_name, base_source, adapter_dir, parent = resolve_parent(cfg)
     records = load_records(_preference_source(data))
     unpaired = cfg.method == "kto"
     train_rows = preference_rows(records["train"], unpaired)[: cfg.max_train_samples]
@@ -168,7 +168,7 @@ def build_pref_trainer(cfg: PrefConfig, out: Path, callbacks: list | None = None
     import_unsloth_first(cfg.backend)
     config_cls, trainer_cls = _trainer_classes(cfg.method)
     if adapter_dir is not None:
-        loaded = _load_with_sft_adapter(cfg, base_source, adapter_dir)
+        loaded = load_with_sft_adapter(cfg, base_source, adapter_dir)
     else:
         loaded = load_for_training(cfg.model_copy(update={"model": base_source}), cfg.max_length)
     args = trl_arguments(config_cls, cfg, out, has_eval=bool(eval_rows), stage_args=_method_args(cfg))

@@ -26,15 +26,16 @@ class RunRecord(BaseModel):
 
     model_config = ConfigDict(extra="ignore", frozen=True)
 
-    kind: Literal["sft", "pref"] = Field(description="Training stage that wrote the run.")
-    method: str = Field(description="sft, or the preference method (dpo, orpo, kto, simpo).")
+    kind: Literal["sft", "pref", "rl"] = Field(description="Training stage that wrote the run.")
+    method: str = Field(description="sft, the preference method (dpo, orpo, kto, simpo) or the RL method (grpo).")
     base_model: str = Field(description="The base model as the recipe named it (alias, hub id or directory).")
     base_model_path: str | None = Field(None, description="The local directory that name resolved to when training.")
     adapter: str | None = Field(None, description="Subdirectory with the LoRA adapter (LoRA/QLoRA runs).")
     model: str | None = Field(None, description="Subdirectory with full weights (full fine-tuning).")
     chat_format: str = Field(description="Chat format name; the template itself is in kositp_chat.json.")
     final_step: int = Field(ge=0, description="Optimizer steps done.")
-    parent_run: str | None = Field(None, description="The SFT run a preference run continued, if any.")
+    parent_run: str | None = Field(None, description="The SFT run a preference or RL run continued, if any.")
+    tasks: list[str] | None = Field(None, description="RL runs: the tasks whose training prompts were used.")
     speedups: dict[str, str] = Field(default_factory=dict, description="CPU speed-ups active during training "
                                      "(kositp/train/speedups.py).")
 

@@ -63,6 +63,8 @@ PRIMARY: dict[str, str] = {
     "title": "rouge_l",
     "long": "rouge_l",
 }
+# Kinds scored by resemblance to a reference rather than against an answer that can be checked.
+OPEN_ENDED_KINDS = ("title", "long")
 SHORT_ANSWER_MAX_CHARS = 200  # a "short answer" longer than this is not in the short-answer format
 KEYWORD_MAX_CHARS = 30
 

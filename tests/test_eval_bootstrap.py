@@ -1,0 +1,86 @@
+"""Paired bootstrap intervals in `kositp eval compare`, on hand-written report folders (no model needed)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from kositp.eval.bootstrap import paired_bootstrap, task_examples
+
+
+def _report(folder: Path, rows: list[tuple[str, str, float, bool]]) -> Path:
+    """A report folder with a headline and the task suite's predictions: (task, id, primary score, valid)."""
+    from kositp.eval.suites.tasks import PRIMARY, kind_of
+
+    folder.mkdir(parents=True)
+    with (folder / "predictions.jsonl").open("w", encoding="utf-8") as handle:
+        for task, ident, score, valid in rows:
+            handle.write(json.dumps({"suite": "tasks", "task": task, "id": ident, "valid": valid,
+                                     "scores": {PRIMARY[kind_of(task)]: score}}) + "\n")
+        handle.write(json.dumps({"suite": "seed4", "task": "nsmc", "id": "x", "valid": True, "scores": {}}) + "\n")
+    (folder / "report.json").write_text(json.dumps({"model": {"model": folder.name},
+                                                    "headline": {"tasks/mean_primary": 0.0}}), encoding="utf-8")
+    return folder
+
+
+YES_NO, SHORT, LONG = "extractive_qa_yes_no", "extractive_qa_short", "abstractive_qa_long"
+
+
+def test_identical_runs_differ_by_exactly_zero(tmp_path):
+    rows = [(YES_NO, f"y{i}", float(i % 2), True) for i in range(10)] + [(LONG, f"l{i}", 0.3, True) for i in range(4)]
+    a = task_examples(_report(tmp_path / "a", rows))
+    assert len(a) == 14  # the seed4 line is not a task example
+    stats = paired_bootstrap(a, a)
+    for stat in stats.values():
+        assert stat["difference"] == 0.0 and stat["ci95"] == [0.0, 0.0]
+
+
+def test_a_consistent_gain_has_an_interval_above_zero_and_a_mixed_one_spans_it(tmp_path):
+    base = [(YES_NO, f"y{i}", 0.0, False) for i in range(20)] + [(SHORT, f"s{i}", 0.2, True) for i in range(20)]
+    better = [(YES_NO, f"y{i}", 1.0 if i < 15 else 0.0, True) for i in range(20)] + \
+             [(SHORT, f"s{i}", 0.4, True) for i in range(20)]
+    # right where the base was wrong and wrong where it was right, as often as not
+    half = [(YES_NO, f"y{i}", float(i % 2), True) for i in range(20)] + [(SHORT, f"s{i}", 0.2, True) for i in range(20)]
+    other_half = [(YES_NO, f"y{i}", float(i % 2 == 0), True) for i in range(20)] + \
+                 [(SHORT, f"s{i}", 0.2, True) for i in range(20)]
+    a, b = (task_examples(_report(tmp_path / n, r)) for n, r in (("a", base), ("b", better)))
+    c, d = (task_examples(_report(tmp_path / n, r)) for n, r in (("c", half), ("d", other_half)))
+    gain = paired_bootstrap(b, a)
+    # macro mean: yes/no +0.75, short +0.2 -> +0.475; valid: +15/40 of the outputs... all 20 yes/no became valid
+    assert gain["all/mean_primary"]["difference"] == pytest.approx(0.475)
+    assert gain["all/valid_rate"]["difference"] == pytest.approx(0.5)
+    low, high = gain["all/mean_primary"]["ci95"]
+    assert 0.0 < low < 0.475 < high
+    noise = paired_bootstrap(d, c)
+    low, high = noise["all/mean_primary"]["ci95"]
+    assert noise["all/mean_primary"]["difference"] == 0.0 and low < -0.1 and high > 0.1
+    assert gain == paired_bootstrap(b, a)  # seeded: the same intervals every time
+
+
+def test_only_examples_both_runs_scored_are_paired_and_checkable_excludes_open_ended(tmp_path):
+    a = task_examples(_report(tmp_path / "a", [(YES_NO, "1", 1.0, True), (YES_NO, "2", 0.0, True),
+                                                 (LONG, "3", 0.5, True)]))
+    b = task_examples(_report(tmp_path / "b", [(YES_NO, "1", 0.0, True), (LONG, "3", 0.1, True),
+                                                 (LONG, "4", 0.9, True)]))
+    stats = paired_bootstrap(a, b)
+    assert stats["all/mean_primary"]["n"] == 2 and stats["all/mean_primary"]["tasks"] == 2
+    assert stats["all/mean_primary"]["difference"] == pytest.approx((1.0 + 0.4) / 2)
+    assert stats["checkable/mean_primary"]["n"] == 1 and stats["checkable/mean_primary"]["difference"] == 1.0
+
+
+def test_compare_writes_the_intervals_for_every_pair(tmp_path):
+    from kositp.eval.compare import compare
+
+    rows = [(YES_NO, f"y{i}", 0.0, True) for i in range(6)]
+    dirs = [_report(tmp_path / name, [(t, i, s + bump, v) for t, i, s, v in rows])
+            for name, bump in (("sft", 0.0), ("dpo", 0.5), ("grpo", 1.0))]
+    result = compare(dirs, tmp_path / "cmp")
+    pairs = [(c["run"], c["versus"]) for c in result["paired_bootstrap"]["comparisons"]]
+    assert pairs == [("dpo", "sft"), ("grpo", "sft"), ("grpo", "dpo")]
+    assert result["paired_bootstrap"]["comparisons"][1]["statistics"]["all/mean_primary"]["difference"] == 1.0
+    table = (tmp_path / "cmp" / "comparison.md").read_text(encoding="utf-8")
+    assert "## Paired bootstrap" in table and "| grpo | dpo | all/mean_primary | +0.5000 | [+0.5000, +0.5000] | 6 |" in table
+    saved = json.loads((tmp_path / "cmp" / "comparison.json").read_text(encoding="utf-8"))
+    assert saved["paired_bootstrap"]["seed"] == 0 and len(saved["paired_bootstrap"]["comparisons"]) == 3
