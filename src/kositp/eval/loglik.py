@@ -54,34 +54,46 @@ def score(
     from kositp.batching import left_pad
 
     pairs = [encode_pair(tokenizer, c, x, add_special_tokens) for c, x in requests]
-    order = sorted(range(len(pairs)), key=lambda i: (-(len(pairs[i][0]) + len(pairs[i][1])), i))
+    # Requests whose model input is identical (one context, single-token options like " A".." D") share
+    # one forward pass, as lm-eval's logits cache does; each still reads its own continuation.
+    inputs: list[list[int]] = []
+    keeps: list[int] = []
+    members: list[list[int]] = []
+    index: dict[tuple[int, ...], int] = {}
+    for i, (ctx, cont) in enumerate(pairs):
+        if not cont:
+            raise ValueError(f"empty continuation for request {i}")
+        full = (ctx + cont)[-(max_length + 1):]
+        key = tuple(full[:-1])
+        if key not in index:
+            index[key] = len(inputs)
+            inputs.append(full[:-1])
+            keeps.append(0)
+            members.append([])
+        u = index[key]
+        keeps[u] = max(keeps[u], len(cont))
+        members[u].append(i)
+    order = sorted(range(len(inputs)), key=lambda u: (-len(inputs[u]), u))
     results: list[Scored | None] = [None] * len(pairs)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     for start in range(0, len(order), batch_size):
         batch = order[start:start + batch_size]
-        inputs, conts = [], []
-        for i in batch:
-            ctx, cont = pairs[i]
-            if not cont:
-                raise ValueError(f"empty continuation for request {i}")
-            full = (ctx + cont)[-(max_length + 1):]
-            inputs.append(full[:-1])
-            conts.append(cont)
-        keep = max(len(c) for c in conts)
-        padded = left_pad(inputs, pad_id)
+        keep = max(keeps[u] for u in batch)
+        padded = left_pad([inputs[u] for u in batch], pad_id)
         with torch.inference_mode():
             logits = model(
                 input_ids=padded.input_ids, attention_mask=padded.attention_mask, position_ids=padded.position_ids,
                 logits_to_keep=keep,
             ).logits
             logprobs = torch.log_softmax(logits.float(), dim=-1)
-        for row, i in enumerate(batch):
-            cont = conts[row]
-            rows = logprobs[row, keep - len(cont):]
-            target = torch.tensor(cont)
-            picked = rows.gather(-1, target[:, None]).squeeze(-1)
-            greedy = bool((rows.argmax(-1) == target).all())
-            results[i] = Scored(float(picked.sum()), len(cont), greedy)
+        for row, u in enumerate(batch):
+            for i in members[u]:
+                cont = pairs[i][1]
+                rows = logprobs[row, keep - len(cont):]
+                target = torch.tensor(cont)
+                picked = rows.gather(-1, target[:, None]).squeeze(-1)
+                greedy = bool((rows.argmax(-1) == target).all())
+                results[i] = Scored(float(picked.sum()), len(cont), greedy)
         if progress:
-            progress(len(batch))
+            progress(sum(len(members[u]) for u in batch))
     return [r for r in results if r is not None]

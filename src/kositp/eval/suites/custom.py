@@ -327,21 +327,31 @@ def run_multiple_choice(spec: BenchmarkSpec, spec_dir: Path, root: Path | None, 
     return result, examples
 
 
+_CHOICE_LEAD_IN = re.compile(r"^\s*(?:정답|답변|답|answer)\s*(?:은|는|:|：)?\s*", re.I)
+
+
+def _letters_in(text: str, n: int) -> set[str]:
+    """Option letters standing alone (not inside a Latin word): "B", "(B)", "B입니다" count, "Bus" does not."""
+    return set(re.findall(rf"(?<![A-Za-z])([{LETTERS[:n]}])(?![A-Za-z])", text))
+
+
 def parse_choice(text: str, options: list[str]) -> int | None:
-    """The option a reply names: its letter (B, (B), B.), its number (2번) or its exact text; else None."""
-    surfaces = {}
-    for i, option in enumerate(options):
-        forms = [LETTERS[i], f"({LETTERS[i]})", f"{i + 1}번"]
-        if len(option.strip()) >= 2:
-            forms.append(option.strip())
-        surfaces[LETTERS[i]] = tuple(forms)
-    label = match_label(text, surfaces)
-    if label is None:
-        head = re.match(r"^\s*[\(\[]?([1-9])[\)\].]?\s*$", text)  # a bare number: "2"
-        if head and int(head.group(1)) <= len(options):
-            return int(head.group(1)) - 1
-        return None
-    return LETTERS.index(label)
+    """The option a reply names, else None: one letter (B, (B), 정답: B, B입니다) in its first line, else one
+    letter in the whole reply, else a bare option number (2, 2번), else exactly one option's text."""
+    cleaned = text.replace("*", "").strip()
+    n = len(options)
+    first = _CHOICE_LEAD_IN.sub("", cleaned.splitlines()[0] if cleaned else "")
+    for scope in (first, cleaned):
+        found = _letters_in(scope, n)
+        if len(found) == 1:
+            return LETTERS.index(found.pop())
+        if len(found) > 1:
+            return None
+    number = re.match(r"^\s*\(?([1-9])\s*(?:번|\)|\.|$)", first)
+    if number and int(number.group(1)) <= n:
+        return int(number.group(1)) - 1
+    named = [i for i, option in enumerate(options) if len(option.strip()) >= 2 and option.strip() in cleaned]
+    return named[0] if len(named) == 1 else None
 
 
 def score_text(metric: str, prediction: str, reference: str) -> float:
