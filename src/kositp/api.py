@@ -130,14 +130,16 @@ def evaluate(config: EvalConfig | str | Path | None = None, /, *, show_progress:
     return run(resolve_config(EvalConfig, config, **overrides), show_progress=show_progress)
 
 
-def serve(config: ServeConfig | str | Path | None = None, /, **overrides: Any) -> None:
-    """`kositp serve`: the OpenAI-compatible API in the foreground, until Ctrl-C."""
+def serve(config: ServeConfig | str | Path | None = None, /, **overrides: Any) -> int:
+    """`kositp serve`: the OpenAI-compatible API in the foreground, until Ctrl-C or SIGTERM.
+
+    Returns the exit code: 0, or 3 when the drain after the signal had to cut requests in flight."""
     from kositp.serve.config import ServeConfig, check_servable
     from kositp.serve.server import run
 
     cfg = resolve_config(ServeConfig, config, **overrides)
     check_servable(cfg)
-    run(cfg)
+    return run(cfg)
 
 
 @contextmanager
