@@ -181,3 +181,18 @@ def test_cli_runs_a_user_benchmark_and_refuses_a_bad_spec(tmp_path, three_layout
     assert refused.returncode == 2
     lines = [x for x in refused.stderr.splitlines() if x.strip() and "Loading weights" not in x]
     assert len(lines) == 1 and "answer_fromat" in lines[0] and "answer_format" in lines[0], refused.stderr
+
+
+def test_compare_shows_each_runs_interval(tmp_path, three_layouts):
+    from kositp.eval.compare import compare
+    from kositp.eval.run import EvalConfig, evaluate
+
+    for model in ("tiny", "tiny:1"):
+        evaluate(EvalConfig(model=model, suites=["custom"], benchmark_specs=[str(three_layouts[0])],
+                            out=tmp_path / model.replace(":", "-")), show_progress=False)
+    result = compare([tmp_path / "tiny", tmp_path / "tiny-1"], tmp_path / "cmp")
+    reports = [json.loads((tmp_path / d / "report.json").read_text(encoding="utf-8")) for d in ("tiny", "tiny-1")]
+    assert result["intervals"]["custom/csv/acc"] == {"tiny": reports[0]["intervals"]["custom/csv/acc"],
+                                                     "tiny-1": reports[1]["intervals"]["custom/csv/acc"]}
+    low, high = reports[0]["intervals"]["custom/csv/acc"]
+    assert f"[{low:.3f}, {high:.3f}]" in (tmp_path / "cmp" / "comparison.md").read_text(encoding="utf-8")

@@ -28,6 +28,8 @@ def compare(report_dirs: list[str | Path], out: str | Path) -> dict:
         keys += [k for k in report.get("headline", {}) if k not in keys]
     table = {key: {name: r.get("headline", {}).get(key) for name, r in zip(names, reports, strict=True)}
              for key in keys}
+    intervals = {key: {name: r.get("intervals", {}).get(key) for name, r in zip(names, reports, strict=True)}
+                 for key in keys if any(key in r.get("intervals", {}) for r in reports)}
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     paired = bootstrap.pairwise(dirs, names)
@@ -35,6 +37,7 @@ def compare(report_dirs: list[str | Path], out: str | Path) -> dict:
         "runs": [{"name": n, "dir": str(d), "model": r.get("model", {})} for n, d, r in zip(names, dirs, reports,
                                                                                        strict=True)],
         "metrics": table,
+        "intervals": intervals,
         "paired_bootstrap": {"resamples": bootstrap.RESAMPLES, "seed": bootstrap.SEED, "comparisons": paired},
     })
     write_json(out / "comparison.json", result)
@@ -49,9 +52,12 @@ def compare(report_dirs: list[str | Path], out: str | Path) -> dict:
         for name in names:
             v = values[name]
             text = "–" if v is None else f"{v:.4f}"
-            cells.append(f"**{text}**" if v is not None and v == best and len(present) > 1 else text)
+            ci = intervals.get(key, {}).get(name)
+            text = f"**{text}**" if v is not None and v == best and len(present) > 1 else text
+            cells.append(text + (f" [{ci[0]:.3f}, {ci[1]:.3f}]" if ci else ""))
         lines.append(f"| {key} | " + " | ".join(cells) + " |")
-    lines += ["", "Bold: the best run for that metric (lowest for invalid rates). Missing: –.", ""]
+    lines += ["", "Bold: the best run for that metric (lowest for invalid rates). Missing: –. [low, high]: 95% "
+              "bootstrap interval of a mean over examples (report.json `intervals`).", ""]
     lines += bootstrap.markdown(result["paired_bootstrap"]["comparisons"])
     (out / "comparison.md").write_text("\n".join(lines), encoding="utf-8")
     chart_keys = [k for k in keys if not k.endswith("invalid_rate") and "/valid_rate" not in k]
