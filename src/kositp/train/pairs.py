@@ -120,29 +120,16 @@ def model_is_wrong(task: str, prompt: list[dict], output: str, gold: str, finish
 
 
 def _generate(model_name: str, prompts: list[list[dict]], max_new_tokens: int, batch_size: int, progress) -> list:
-    """Greedy answers with the model's chat format; returns (text, finished) per prompt."""
-    import torch
+    """Greedy answers with the model's chat format; returns (text, finished) per prompt.
 
+    The generator evaluation uses (same loader, prompt encoding and batching), so a pair's
+    "model answer" is exactly what the eval stage would have scored.
+    """
+    from kositp.eval.generate import LocalGenerator
     from kositp.eval.loading import load_for_eval
 
-    # The same loader evaluation uses: aliases, model directories and training RUN directories
-    # (base + adapter), with the chat format the model was trained with.
-    loaded = load_for_eval(model_name)
-    model, tokenizer, eot = loaded.model, loaded.tokenizer, loaded.stop_ids
-    results = []
-    for start in range(0, len(prompts), batch_size):
-        batch = prompts[start:start + batch_size]
-        texts = [tokenizer.apply_chat_template(p, tokenize=False, add_generation_prompt=True) for p in batch]
-        enc = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False)
-        with torch.no_grad():
-            out = model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=False, eos_token_id=eot,
-                                 pad_token_id=tokenizer.pad_token_id)
-        for row in out[:, enc["input_ids"].shape[1]:].tolist():
-            finished = any(t in eot for t in row)
-            cut = next((i for i, t in enumerate(row) if t in eot), len(row))
-            results.append((tokenizer.decode(row[:cut], skip_special_tokens=True).strip(), finished))
-        progress(len(batch))
-    return results
+    generator = LocalGenerator(load_for_eval(model_name), batch_size=batch_size)
+    return [(g.text, g.finished) for g in generator.generate(prompts, max_new_tokens, progress)]
 
 
 def _split_record(rec: dict[str, Any], where: str) -> tuple[list[dict], str] | None:
