@@ -99,8 +99,15 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--out", required=True)
+    parser.add_argument("--compare-only", action="store_true", help="compare the outputs already in --out "
+                        "(both runs finished earlier, e.g. run separately on a loaded machine)")
     args = parser.parse_args()
     out = Path(args.out)
+    if args.compare_only:
+        rows = compare_kmmlu(out, out / "kositp") if args.suite == "kmmlu" else compare_kobest(out, out / "kositp")
+        (out / "crosscheck.json").write_text(json.dumps(rows, indent=2, ensure_ascii=False), encoding="utf-8")
+        print(json.dumps(rows, indent=2, ensure_ascii=False))
+        return
     kmmlu = args.suite == "kmmlu"
     find = subprocess.run([args.lmeval_python, "-c", "import lm_eval, pathlib; print(pathlib.Path(lm_eval.__file__)"
                            f".parent / 'tasks' / '{args.suite}')"], capture_output=True, text=True, check=True)
