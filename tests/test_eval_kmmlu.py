@@ -108,3 +108,15 @@ def test_options_sharing_one_context_share_one_forward_pass_with_identical_score
     for a, b in zip(shared, alone, strict=True):
         assert a.logprob == pytest.approx(b.logprob, abs=1e-4) and a.n_tokens == b.n_tokens
     assert len({round(s.logprob, 4) for s in shared[:4]}) > 1  # the four options read different tokens
+
+
+def test_suite_all_runs_what_it_finds(benchmarks_dir, tmp_path):
+    from kositp.eval.run import EvalConfig, expand_all
+
+    local = EvalConfig(model="tiny", suites=["all"], benchmarks=benchmarks_dir, out=tmp_path)
+    assert expand_all(local) == ["seed4", "kobest", "kmmlu", "kite"]
+    everything = local.model_copy(update={"data": tmp_path, "judge_url": "http://127.0.0.1:9/v1",
+                                          "benchmark_specs": ["benchmark/nsmc"]})
+    assert expand_all(everything) == ["tasks", "seed4", "kobest", "kmmlu", "kite", "judge", "custom"]
+    api = EvalConfig(api="http://127.0.0.1:9/v1", suites=["all"], benchmarks=benchmarks_dir, out=tmp_path)
+    assert "kobest" not in expand_all(api)  # log-likelihood suites need --model
