@@ -73,13 +73,12 @@ def measure_baseline(model: str, dtype: str, prompts: list[str], max_new_tokens:
     """One-at-a-time greedy `generate` in this process; tokens/s per run and the median."""
     import torch
 
-    from kositp.chat import render
+    from kositp.chat import encode_prompt
     from kositp.serve.backends.transformers import load_for_serving
 
     mdl, tokenizer, eot = load_for_serving(model, dtype)
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eot[0]
-    encoded = [tokenizer(render(tokenizer, [{"role": "user", "content": p}], add_generation_prompt=True),
-                         add_special_tokens=False, return_tensors="pt")["input_ids"] for p in prompts]
+    encoded = [torch.tensor([encode_prompt(tokenizer, [{"role": "user", "content": p}])]) for p in prompts]
 
     def generate(ids, new_tokens):
         with torch.inference_mode():

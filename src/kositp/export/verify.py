@@ -14,10 +14,9 @@ VLLM_SCRIPT = Path(__file__).with_name("vllm_greedy.py")
 
 
 def encode_prompts(tokenizer, prompts: list[str]) -> list[list[int]]:
-    from kositp.chat import render
+    from kositp.chat import encode_prompt
 
-    return [tokenizer(render(tokenizer, [{"role": "user", "content": p}]), add_special_tokens=False)["input_ids"]
-            for p in prompts]
+    return [encode_prompt(tokenizer, [{"role": "user", "content": p}]) for p in prompts]
 
 
 def reference_logits(reference, prompt_ids: list[list[int]]) -> list:
