@@ -387,8 +387,10 @@ def run_generative(spec: BenchmarkSpec, spec_dir: Path, root: Path | None, gener
             "valid": parsed is not None, "parsed": parsed if spec.metric in ("choice", "label") else None,
             "scores": {("correct" if spec.metric in ("choice", "label") else spec.metric): score},
         })
-    result = {"n": len(items), spec.metric: metrics.mean(scores), "skipped_empty": skipped}
-    if spec.metric in ("choice", "label"):
+    result = {"n": len(items), "skipped_empty": skipped}
+    if spec.metric in TEXT_METRICS:
+        result[spec.metric] = metrics.mean(scores)
+    else:
         result["invalid_rate"] = preds.count(None) / len(preds) if preds else 0.0
     if spec.metric == "choice":
         result |= grouped_accuracy(spec, items, scores)
