@@ -121,6 +121,8 @@ def test_cpu_lm_head_gives_grpo_the_models_own_log_probabilities(tmp_path, tiny_
     from kositp.train.speedups import lm_head_kernel
 
     trainer, *_ = build_rl_trainer(_cfg(tmp_path / "run", temperature=0.7), tmp_path / "run")
+    # sampling keeps its KV cache although the Trainer turns model.config.use_cache off for training
+    assert trainer.model.config.use_cache is False and trainer.generation_config.use_cache is True
     model = trainer.model
     model.eval()
     torch.manual_seed(0)
