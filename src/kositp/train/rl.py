@@ -165,7 +165,7 @@ def _grpo_args(cfg: RLConfig, weights: list[float]) -> dict[str, Any]:
         "reward_weights": weights,
         "include_num_input_tokens_seen": "no",  # GRPO counts prompt + completion tokens itself (num_tokens)
         # transformers 5's Trainer sets model.config.use_cache = args.use_cache (False); without this,
-        # every sampled token would recompute the whole prompt (about 6x slower on gemma-3-270m, CPU)
+        # every sampled token would recompute the whole prompt and the reply so far
         "generation_kwargs": {"use_cache": True},
     }
 
