@@ -159,3 +159,17 @@ def test_rl_cli_errors_are_one_line(tmp_path, tiny_model_dir, args, expect, caps
         main()
     err = capsys.readouterr().err.strip().splitlines()
     assert exited.value.code == 2 and len(err) == 1 and expect in err[0], err
+
+
+def test_rl_rows_keep_the_gold_answer_out_of_the_prompt_and_need_a_task():
+    from kositp.errors import KositpError
+    from kositp.train.rl import rl_rows
+
+    record = {"task": "extractive_qa_yes_no", "messages": [
+        {"role": "system", "content": "예 또는 아니요로 답하세요."}, {"role": "user", "content": "서울은 수도인가요?"},
+        {"role": "assistant", "content": "예"}]}
+    rows, skipped = rl_rows([record, record | {"task": "summarization"}], ["extractive_qa_yes_no"])
+    assert rows == [{"prompt": record["messages"][:2], "task": "extractive_qa_yes_no", "gold": "예"}]
+    assert skipped == {"task not used": 1}
+    with pytest.raises(KositpError, match="train.jsonl:3: missing 'task'"):
+        rl_rows([{"messages": record["messages"], "_where": "train.jsonl:3"}], ["extractive_qa_yes_no"])
