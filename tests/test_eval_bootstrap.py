@@ -84,3 +84,14 @@ def test_compare_writes_the_intervals_for_every_pair(tmp_path):
     assert "## Paired bootstrap" in table and "| grpo | dpo | all/mean_primary | +0.5000 | [+0.5000, +0.5000] | 6 |" in table
     saved = json.loads((tmp_path / "cmp" / "comparison.json").read_text(encoding="utf-8"))
     assert saved["paired_bootstrap"]["seed"] == 0 and len(saved["paired_bootstrap"]["comparisons"]) == 3
+
+
+def test_one_example_per_task_still_gives_an_interval(tmp_path):
+    """The demo's test split has one or two examples per task: redrawing within each task would never vary."""
+    tasks = ["extractive_qa_yes_no", "abstractive_qa_yes_no", "extractive_qa_short", "abstractive_qa_short",
+             "extractive_qa_objective", "table_qa_short"]
+    a = task_examples(_report(tmp_path / "a", [(t, "1", float(i % 2), True) for i, t in enumerate(tasks)]))
+    b = task_examples(_report(tmp_path / "b", [(t, "1", 0.0, True) for t in tasks]))
+    stat = paired_bootstrap(a, b)["all/mean_primary"]
+    low, high = stat["ci95"]
+    assert stat["difference"] == 0.5 and low < 0.5 < high and low >= 0.0 and high <= 1.0
