@@ -51,8 +51,8 @@ class DemoConfig(Config):
                                    "(default: 16, or 4 with quick).")
     fresh: bool = Field(False, description="Redo every stage even when its key is unchanged.")
     rl: bool = Field(False, description="Add a GRPO stage on the SFT run after DPO (recipe rl/demo-grpo; quick: "
-                     "rl/tiny-grpo) and its evaluation beside the others. Off by default: on 2 CPU cores its 40 "
-                     "steps take longer than the rest of the demo (docs/training.md).")
+                     "rl/tiny-grpo) and its evaluation beside the others. Off by default: on 2 CPU cores its 30 "
+                     "steps take about as long as the rest of the demo (docs/training.md).")
     serve: bool = Field(True, description="Start the API and the chat page at the end and wait for Ctrl-C.")
     host: str = Field("127.0.0.1", description="Address for the API and the chat page.")
     api_port: int = Field(8000, ge=1, le=65535, description="API port.")
