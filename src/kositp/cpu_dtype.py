@@ -1,9 +1,9 @@
 """float32 or bfloat16 on this CPU: whichever is faster here, decided once per CPU by a short timed probe.
 
 bf16 instructions (AVX512-BF16, AMX) do not make bf16 the faster choice everywhere: a bf16 matmul
-runs about 2.8x an fp32 one on a Xeon with AVX512-BF16, yet LoRA training of gemma-3-270m under
-bf16 autocast was slower there than in fp32 (autocast re-casts every frozen weight on each step,
-and the small ops do not speed up). Without bf16 instructions bf16 is emulated and always slower.
+beats an fp32 one on a Xeon with AVX512-BF16, yet LoRA training of gemma-3-270m under bf16
+autocast was slower there than in fp32 (autocast re-casts every frozen weight on each step, and the
+small ops do not speed up; figures in docs/training.md). Without bf16 instructions bf16 is emulated and always slower.
 So `auto` (training's `bf16: auto`, eval's and the transformers server's `dtype: auto`) means:
 
 - `KOSITP_CPU_DTYPE` set (`float32` or `bfloat16`): that, with no probe;
