@@ -10,15 +10,13 @@ ORPO and SimPO are reference-free.
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
-from kositp.config import dump_config
 from kositp.errors import KositpError
-from kositp.train.common import TrainConfig, TrainerSettings, make_trainer, prepare_run_dir, trl_arguments
+from kositp.train.common import TrainConfig, TrainerSettings, make_trainer, trl_arguments
 from kositp.train.record import ADAPTER_DIR, read_run
 
 METHODS = ("dpo", "orpo", "kto", "simpo")
@@ -182,45 +180,13 @@ def train_pref(cfg: PrefConfig) -> Path:
     from kositp.train.modeling import import_unsloth_first
 
     import_unsloth_first(cfg.backend)  # before the callbacks' transformers import
-    from kositp.train.artifacts import record_rank, save_trained, write_summary
-    from kositp.train.callbacks import (
-        MetricsCallback,
-        RichProgressCallback,
-        plot_metrics,
-        tensorboard_callback,
-        truncate_metrics,
-    )
-    from kositp.train.common import is_main_process
-    from kositp.train.record import RunRecord
-    from kositp.train.speedups import train_with_speedups
+    from kositp.train.loop import finish_training, run_training
 
     if cfg.method not in METHODS:  # pragma: no cover - pydantic already restricts it
         raise KositpError(f"unknown preference method '{cfg.method}'")
     _, out = cfg.require_paths()
-    resume_from = prepare_run_dir(out, cfg.resume, cfg.overwrite)
-    if resume_from and is_main_process():
-        truncate_metrics(out, int(Path(resume_from).name.split("-")[-1]))
-    callbacks: list = [MetricsCallback(out), tensorboard_callback(out)]
-    if cfg.progress:
-        callbacks.append(RichProgressCallback(cfg.method.upper()))
-    trainer, loaded, stats, base_name, parent = build_pref_trainer(cfg, out, callbacks)
-    if is_main_process():  # written only once the recipe loaded, so a failed start leaves the directory reusable
-        dump_config(cfg, out / "config.yaml")
-    started = time.perf_counter()
-    result, speedups = train_with_speedups(trainer, cfg.cpu, resume_from)
-    wall = time.perf_counter() - started
-
-    record_rank(out, trainer)
+    run = run_training(cfg, out, cfg.method.upper(), lambda callbacks: build_pref_trainer(cfg, out, callbacks))
+    stats, base_name, parent = run.built
     is_peft = cfg.uses_peft() or parent is not None and (Path(parent) / ADAPTER_DIR).is_dir()
-    saved = save_trained(trainer, loaded.tokenizer, loaded.chat_format, out, is_peft)
-    if trainer.is_world_process_zero():
-        RunRecord(kind="pref", method=cfg.method, base_model=base_name, base_model_path=loaded.base_model_path,
-                  **{saved: saved}, chat_format=loaded.chat_format.name, final_step=trainer.state.global_step,
-                  parent_run=parent, speedups=speedups).write(out)
-        write_summary(out, stats | {
-            "backend": loaded.backend, "final_step": trainer.state.global_step, "train_loss": result.training_loss,
-            "resumed_from": resume_from, "wall_time_s": round(wall, 3), "world_size": trainer.args.world_size,
-            "speedups": speedups,
-        })
-        plot_metrics(out, f"{cfg.method.upper()} {base_name}")
-    return out
+    record = {"kind": "pref", "method": cfg.method, "base_model": base_name, "parent_run": parent}
+    return finish_training(run, out, is_peft, record=record, summary=stats, title=f"{cfg.method.upper()} {base_name}")

@@ -9,16 +9,14 @@ directory layout documented in `kositp.train.artifacts`.
 from __future__ import annotations
 
 import logging
-import time
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from pydantic import Field
 
-from kositp.config import dump_config
 from kositp.errors import KositpError
-from kositp.train.common import TrainConfig, make_trainer, prepare_run_dir, trl_arguments
+from kositp.train.common import TrainConfig, make_trainer, trl_arguments
 
 # transformers' causal mask turns restarting position ids into a block-diagonal mask for these
 # attention implementations, so padding-free batches are safe without Flash Attention
@@ -124,45 +122,12 @@ def train_sft(cfg: SFTConfig) -> Path:
     from kositp.train.modeling import import_unsloth_first
 
     import_unsloth_first(cfg.backend)  # before the callbacks' transformers import
-    from kositp.train.artifacts import record_rank, save_trained, write_summary
-    from kositp.train.callbacks import (
-        MetricsCallback,
-        RichProgressCallback,
-        plot_metrics,
-        tensorboard_callback,
-        truncate_metrics,
-    )
-    from kositp.train.common import is_main_process
-    from kositp.train.record import RunRecord
-    from kositp.train.speedups import train_with_speedups
+    from kositp.train.loop import finish_training, run_training
 
     _, out = cfg.require_paths()
     rows = load_sft_rows(cfg)
-    resume_from = prepare_run_dir(out, cfg.resume, cfg.overwrite)
-    if resume_from and is_main_process():
-        truncate_metrics(out, int(Path(resume_from).name.split("-")[-1]))
-
-    callbacks: list = [MetricsCallback(out), tensorboard_callback(out)]
-    if cfg.progress:
-        callbacks.append(RichProgressCallback("SFT"))
-    trainer, loaded, stats = build_sft_trainer(cfg, out, callbacks, rows)
-    if is_main_process():  # written only once the recipe loaded, so a failed start leaves the directory reusable
-        dump_config(cfg, out / "config.yaml")
-    started = time.perf_counter()
-    result, speedups = train_with_speedups(trainer, cfg.cpu, resume_from)
-    wall = time.perf_counter() - started
-
-    record_rank(out, trainer)
-    saved = save_trained(trainer, loaded.tokenizer, loaded.chat_format, out, cfg.uses_peft())
-    if trainer.is_world_process_zero():
-        RunRecord(kind="sft", method="sft", base_model=cfg.model, base_model_path=loaded.base_model_path,
-                  **{saved: saved}, chat_format=loaded.chat_format.name, final_step=trainer.state.global_step,
-                  speedups=speedups).write(out)
-        tokens = int(trainer.state.num_input_tokens_seen or 0)
-        write_summary(out, stats | {
-            "backend": loaded.backend, "final_step": trainer.state.global_step, "train_loss": result.training_loss,
-            "resumed_from": resume_from, "wall_time_s": round(wall, 3), "tokens_seen": tokens,
-            "world_size": trainer.args.world_size, "speedups": speedups,
-        })
-        plot_metrics(out, f"SFT {cfg.model}")
-    return out
+    run = run_training(cfg, out, "SFT", lambda callbacks: build_sft_trainer(cfg, out, callbacks, rows))
+    (stats,) = run.built
+    tokens = int(run.trainer.state.num_input_tokens_seen or 0)
+    return finish_training(run, out, cfg.uses_peft(), record={"kind": "sft", "method": "sft", "base_model": cfg.model},
+                           summary=stats | {"tokens_seen": tokens}, title=f"SFT {cfg.model}")
