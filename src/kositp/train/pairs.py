@@ -8,9 +8,16 @@ For each held-in instruction record with a gold answer:
 2. otherwise (no model, or the model was right) a rule-based negative is built from the gold answer:
    a flipped 예/아니요 or answerability label, a different option from the prompt's 보기: list, the
    answer truncated mid-way, the answer replaced by an English reply, or a repetitive degenerate reply.
+3. the pair is kept only when the task metric ranks it: the chosen answer's primary score must beat the
+   rejected one's by at least `min_gap` (a model answer that is wrong only by format, e.g. the right
+   option without its 근거 line, scores as well as the gold answer and teaches DPO nothing the metric
+   rewards). A model answer that fails this gives way to a rule negative; a record left with no
+   grounded negative goes to PREF/rejects.jsonl with its reason and scores.
 
 Output: PREF/train.jsonl (+ validation.jsonl when the source has it) in the preference record format,
-and PREF/card.json + card.md with the counts per source of the rejected reply, per task and per rule.
+each pair with its `chosen_score`/`rejected_score`; PREF/rejects.jsonl (every record that gave no pair,
+with a reason); PREF/card.json + card.md with the counts per source of the rejected reply, per task,
+per rule and per reject reason.
 """
 
 from __future__ import annotations
@@ -27,6 +34,10 @@ from kositp.data.task_names import ANSWERABLE, NO, UNANSWERABLE, YES, split_expl
 from kositp.errors import KositpError
 
 RULES = ("flip_label", "wrong_option", "truncated", "english", "repetitive")
+# A pair is kept when chosen beats rejected by at least this much on the task's primary metric (0-1):
+# label tasks differ by 0 or 1; on ROUGE-L/token-F1 tasks 0.1 drops near-copies of the gold answer.
+MIN_GAP = 0.1
+REJECT_REASONS = ("no_gold_answer", "no_negative", "rejected_not_worse")
 CLASSIFICATION_KINDS = ("answerability", "objective", "objective_explanation", "yes_no", "yes_no_explanation")
 
 
@@ -119,6 +130,13 @@ def model_is_wrong(task: str, prompt: list[dict], output: str, gold: str, finish
     return primary < wrong_below
 
 
+def primary_score(task: str, prompt: list[dict], answer: str, gold: str, finished: bool = True) -> float:
+    """`answer`'s score on the task's primary metric against `gold`: the number the task suite averages."""
+    from kositp.eval.suites.tasks import PRIMARY, kind_of, score_example
+
+    return score_example(task, prompt, answer, gold, finished)["scores"][PRIMARY[kind_of(task)]]
+
+
 def _generate(model_name: str, prompts: list[list[dict]], max_new_tokens: int, batch_size: int, progress) -> list:
     """Greedy answers with the model's chat format; returns (text, finished) per prompt.
 
@@ -163,6 +181,41 @@ def spread_over_tasks(records: list[dict[str, Any]], n: int | None) -> list[dict
     return picked
 
 
+def candidates(task: str, prompt: list[dict], gold: str, generated, key: str, wrong_below: float) -> list[dict]:
+    """Rejected-reply candidates in order of preference: the model's own mistake, then the rule negative."""
+    found = []
+    if generated is not None:
+        text, finished = generated
+        if text.strip() != gold.strip() and model_is_wrong(task, prompt, text, gold, finished, wrong_below):
+            found.append({"source": "model", "rule": None, "text": text, "finished": finished})
+    rule = rule_negative(task, gold, "\n".join(m["content"] for m in prompt), key)
+    if rule is not None:
+        found.append({"source": "rule", "rule": rule[0], "text": rule[1], "finished": True})
+    return found
+
+
+def pick_rejected(task: str, prompt: list[dict], gold: str, offered: list[dict],
+                  min_gap: float | None) -> tuple[dict | None, list[dict]]:
+    """(the first candidate the task metric ranks below the gold answer, the candidates it discarded).
+
+    A candidate is kept when the gold answer's primary score exceeds its own by at least `min_gap`
+    (a tie never counts, even at 0); each returned candidate carries `chosen_score`/`rejected_score`.
+    With `min_gap` None the first candidate is kept unscored.
+    """
+    if min_gap is None:
+        return (offered[0] if offered else None), []
+    chosen_score = primary_score(task, prompt, gold, gold)
+    discarded = []
+    for candidate in offered:
+        scored = candidate | {"chosen_score": chosen_score,
+                              "rejected_score": primary_score(task, prompt, candidate["text"], gold,
+                                                              candidate["finished"])}
+        if chosen_score - scored["rejected_score"] >= max(min_gap, 1e-9):
+            return scored, discarded
+        discarded.append(scored)
+    return None, discarded
+
+
 def build_pairs(
     data: str | Path,
     out: str | Path,
@@ -172,23 +225,32 @@ def build_pairs(
     max_new_tokens: int = 64,
     batch_size: int = 8,
     wrong_below: float = 0.5,
+    min_gap: float | None = MIN_GAP,
     progress: bool = True,
 ) -> dict[str, Any]:
-    """Write preference pairs for `data` (a `kositp data build` directory or a .jsonl file) into `out`."""
+    """Write preference pairs for `data` (a `kositp data build` directory or a .jsonl file) into `out`.
+
+    `min_gap`: the least lead of the chosen answer over the rejected one on the task's primary metric;
+    a tie never counts as a lead, even at 0 (None keeps every pair the rules or the model give, unscored).
+    """
     from kositp.train.data import load_records
 
     records = load_records(str(data), splits)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    card: dict[str, Any] = {"data": str(data), "model": model, "wrong_below": wrong_below, "splits": {}}
+    card: dict[str, Any] = {"data": str(data), "model": model, "wrong_below": wrong_below, "min_gap": min_gap,
+                            "splits": {}}
+    rejects: list[dict[str, Any]] = []
     for split, recs in records.items():
         recs = spread_over_tasks(recs, max_records)
         items = []
-        skipped = 0
+        reasons: Counter = Counter()
         for rec in recs:
             parsed = _split_record(rec, rec.get("_where", "record"))
             if parsed is None:
-                skipped += 1
+                reasons["no_gold_answer"] += 1
+                rejects.append({"split": split, "id": rec.get("id"), "task": rec.get("task", ""),
+                                "reason": "no_gold_answer"})
                 continue
             items.append((rec, *parsed))
         outputs: list = [None] * len(items)
@@ -197,34 +259,44 @@ def build_pairs(
                 f"answering {split} with {model}", len(items), progress,
                 lambda step, items=items: _generate(model, [p for _, p, _ in items], max_new_tokens, batch_size, step),
             )
-        pairs, by_source, by_task, by_rule = [], Counter(), Counter(), Counter()
+        pairs, by_source, by_task, by_rule, not_worse = [], Counter(), Counter(), Counter(), Counter()
         for (rec, prompt, gold), generated in zip(items, outputs, strict=True):
             task = rec.get("task", "")
             key = str(rec.get("id") or json.dumps(prompt, ensure_ascii=False))
-            prompt_text = "\n".join(m["content"] for m in prompt)
-            rejected, source = None, None
-            if generated is not None:
-                text, finished = generated
-                if text.strip() != gold.strip() and model_is_wrong(task, prompt, text, gold, finished, wrong_below):
-                    rejected, source = text, "model"
-            if rejected is None:
-                rule = rule_negative(task, gold, prompt_text, key)
-                if rule is None:
-                    skipped += 1
-                    continue
-                source, rejected = "rule", rule[1]
-                by_rule[rule[0]] += 1
+            offered = candidates(task, prompt, gold, generated, key, wrong_below)
+            picked, discarded = pick_rejected(task, prompt, gold, offered, min_gap)
+            not_worse.update(c["source"] for c in discarded)
+            if picked is None:
+                reason = "rejected_not_worse" if discarded else "no_negative"
+                reasons[reason] += 1
+                reject = {"split": split, "id": rec.get("id"), "task": task, "reason": reason}
+                if discarded:
+                    first = discarded[0]
+                    reject |= {"rejected_from": first["source"], "rejected": first["text"], "min_gap": min_gap,
+                               "chosen_score": first["chosen_score"], "rejected_score": first["rejected_score"]}
+                rejects.append(reject)
+                continue
+            source, rejected = picked["source"], picked["text"]
+            if picked["rule"]:
+                by_rule[picked["rule"]] += 1
             by_source[source] += 1
             by_task[task] += 1
-            pairs.append({
+            pair = {
                 "id": f"{rec.get('id', len(pairs))}-pair", "task": task, "source": rec.get("source", ""),
                 "prompt": prompt, "chosen": [{"role": "assistant", "content": gold}],
                 "rejected": [{"role": "assistant", "content": rejected}], "rejected_from": source,
-            })
+            }
+            if "chosen_score" in picked:
+                pair |= {"chosen_score": round(picked["chosen_score"], 4),
+                         "rejected_score": round(picked["rejected_score"], 4)}
+            pairs.append(pair)
         path = out / f"{split}.jsonl"
         path.write_text("".join(json.dumps(p, ensure_ascii=False) + "\n" for p in pairs), encoding="utf-8")
-        card["splits"][split] = {"records": len(recs), "pairs": len(pairs), "skipped": skipped,
+        card["splits"][split] = {"records": len(recs), "pairs": len(pairs), "skipped": sum(reasons.values()),
+                                 "rejects": dict(reasons), "not_worse_candidates": dict(not_worse),
                                  "rejected_from": dict(by_source), "rules": dict(by_rule), "tasks": dict(by_task)}
+    (out / "rejects.jsonl").write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rejects),
+                                       encoding="utf-8")
     (out / "card.json").write_text(json.dumps(card, ensure_ascii=False, indent=2), encoding="utf-8")
     (out / "card.md").write_text(_card_markdown(card), encoding="utf-8")
     return card
@@ -241,13 +313,20 @@ def _with_progress(label: str, total: int, enabled: bool, work):
 
 
 def _card_markdown(card: dict[str, Any]) -> str:
+    gap = card.get("min_gap")
     lines = ["# Preference pairs", "", f"- source data: `{card['data']}`", f"- model: `{card['model'] or 'none'}`",
-             f"- a model answer counts as wrong below primary score {card['wrong_below']}", ""]
+             f"- a model answer counts as wrong below primary score {card['wrong_below']}",
+             f"- a pair is kept when chosen leads rejected by at least {gap} on the task's primary metric"
+             if gap is not None else "- pairs not filtered by the task metric (--min-gap off)", ""]
     for split, info in card["splits"].items():
         lines += [f"## {split}", "", f"{info['pairs']} pairs from {info['records']} records "
-                  f"({info['skipped']} skipped: no gold answer or no applicable negative).", "",
+                  f"({info['skipped']} records gave no pair; each is in rejects.jsonl with its reason).", "",
                   "| rejected from | pairs |", "|---|---|"]
         lines += [f"| {k} | {v} |" for k, v in sorted(info["rejected_from"].items())]
+        lines += ["", "| record without a pair: reason | records |", "|---|---|"]
+        lines += [f"| {k} | {v} |" for k, v in sorted(info["rejects"].items())]
+        lines += ["", "| candidate scoring as well as chosen (discarded), from | candidates |", "|---|---|"]
+        lines += [f"| {k} | {v} |" for k, v in sorted(info["not_worse_candidates"].items())]
         lines += ["", "| rule | pairs |", "|---|---|"] + [f"| {k} | {v} |" for k, v in sorted(info["rules"].items())]
         lines += ["", "| task | pairs |", "|---|---|"] + [f"| {k} | {v} |" for k, v in sorted(info["tasks"].items())]
         lines.append("")
@@ -265,11 +344,16 @@ def pairs_command(
     batch_size: int = typer.Option(8, "--batch-size", min=1, max=512, help="Prompts generated together."),
     wrong_below: float = typer.Option(0.5, "--wrong-below", min=0.0, max=1.0,
                                       help="Generative tasks: an answer scoring under this is wrong."),
+    min_gap: float = typer.Option(MIN_GAP, "--min-gap", min=0.0, max=1.0,
+                                  help="Keep a pair only when chosen beats rejected by this much on the task's "
+                                  "primary metric; the others go to rejects.jsonl (rejected_not_worse)."),
+    no_filter: bool = typer.Option(False, "--no-filter", help="Keep every pair, unscored by the task metric."),
 ) -> None:
     """Build task-grounded preference pairs: chosen = gold, rejected = the model's wrong answer or a rule-based negative."""
     if out.exists() and any(out.glob("*.jsonl")):
         raise KositpError(f"{out} already holds .jsonl files; choose a new --out")
     card = build_pairs(data, out, model=model, max_records=max_records, max_new_tokens=max_new_tokens,
-                       batch_size=batch_size, wrong_below=wrong_below)
-    counts = ", ".join(f"{split}: {info['pairs']}" for split, info in card["splits"].items())
-    typer.echo(f"preference pairs written to {out} ({counts})")
+                       batch_size=batch_size, wrong_below=wrong_below, min_gap=None if no_filter else min_gap)
+    counts = ", ".join(f"{split}: {info['pairs']} ({info['skipped']} records without a pair)"
+                       for split, info in card["splits"].items())
+    typer.echo(f"preference pairs written to {out} ({counts}); reasons in {out / 'rejects.jsonl'}")
