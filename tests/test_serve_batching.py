@@ -148,3 +148,27 @@ def test_cancelled_rows_leave_the_batch(llama):
     assert h.batch is not None and [r.job for r in h.batch.rows] == [keep]
     h.run_out()
     assert h.result(keep) == _solo(model, tokenizer, [], prompts[0], 10)
+
+
+@pytest.mark.parametrize("which", ["llama", "gemma"])
+def test_a_lone_request_decodes_without_a_mask_until_a_second_one_joins(which, request):
+    model, tokenizer, _ = request.getfixturevalue(which)
+    prompts = _prompts(tokenizer)
+    solo = [_solo(model, tokenizer, [], prompts[i], n) for i, n in ((1, 16), (3, 4))]
+
+    h = Harness(model, tokenizer, [])
+    first = h.job(prompts[1], 16)
+    h.arrive(first)
+    assert h.batch.mask is None  # one request, no padding: the unpadded path
+    h.step(3)
+    assert h.engine.unpadded_steps == 3 and h.batch.mask is None
+    second = h.job(prompts[3], 4)  # a different length: the batch needs padding and a mask from here on
+    assert h.arrive(second) == [second]
+    assert h.batch.mask is not None
+    h.step(2)
+    assert h.engine.unpadded_steps == 3  # the padded steps went through the masked path
+    h.step(3)  # the second request ends: its padding columns are trimmed and the lone row is unpadded again
+    assert [r.job for r in h.batch.rows] == [first] and h.batch.mask is None
+    h.run_out()
+    assert h.engine.unpadded_steps > 3
+    assert [h.result(first), h.result(second)] == solo

@@ -135,16 +135,20 @@ def _sample(logits, rows: list[_Row]):
 class _RunningBatch:
     """The rows decoding together, with their shared KV cache, attention mask and next input ids.
 
-    Invariant: `mask` has one column per cached position (1 = a real token of that row), and
-    `next_ids` holds each row's last sampled token, which the next decode step feeds in.
+    Invariant: `width` is the number of cached positions; `mask` has one column per cached
+    position (1 = a real token of that row), or is None when every row has a real token in every
+    column (a lone request: no padding). `next_ids` holds each row's last sampled token, which the
+    next decode step feeds in.
     """
 
-    def __init__(self, rows: list[_Row], cache, mask, next_ids) -> None:
-        self.rows, self.cache, self.mask, self.next_ids = rows, cache, mask, next_ids
+    def __init__(self, rows: list[_Row], cache, mask, next_ids, width: int) -> None:
+        self.rows, self.cache, self.mask, self.next_ids, self.width = rows, cache, mask, next_ids, width
 
-    @property
-    def width(self) -> int:
-        return int(self.mask.shape[1])
+    def full_mask(self):
+        """The attention mask with every column spelled out (all ones when `mask` is None)."""
+        import torch
+
+        return self.mask if self.mask is not None else torch.ones((len(self.rows), self.width), dtype=torch.long)
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -209,6 +213,7 @@ class BatchingEngine:
         self.prefills = 0
         self.joined_running = 0  # rows admitted into a batch that was already decoding
         self.decode_steps = 0
+        self.unpadded_steps = 0  # decode steps of a batch without padding (a lone request): no attention mask
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._worker, name="kositp-batcher", daemon=True)
@@ -321,7 +326,7 @@ class BatchingEngine:
             next_ids = _sample(out.logits[:, -1, :], rows)
         for row, token in zip(rows, next_ids.tolist(), strict=True):
             row.accept(token)
-        return _RunningBatch(rows, out.past_key_values, mask, next_ids)
+        return _RunningBatch(rows, out.past_key_values, mask, next_ids, int(mask.shape[1]))
 
     def _admit(self, batch: _RunningBatch | None, jobs: list[Job]) -> _RunningBatch:
         new = self._prefill(jobs)
@@ -337,8 +342,9 @@ class BatchingEngine:
                 keys = torch.cat([_pad_left(old_layer.keys, width, -2), _pad_left(new_layer.keys, width, -2)])
                 values = torch.cat([_pad_left(old_layer.values, width, -2), _pad_left(new_layer.values, width, -2)])
                 _set_length(old_layer, keys, values)
-            mask = torch.cat([_pad_left(batch.mask, width, 1), _pad_left(new.mask, width, 1)])
-            merged = _RunningBatch(batch.rows + new.rows, batch.cache, mask, torch.cat([batch.next_ids, new.next_ids]))
+            mask = torch.cat([_pad_left(batch.full_mask(), width, 1), _pad_left(new.full_mask(), width, 1)])
+            merged = _RunningBatch(batch.rows + new.rows, batch.cache, mask, torch.cat([batch.next_ids, new.next_ids]),
+                                   width)
         self.largest_batch = max(self.largest_batch, len(merged))
         return self._evict(merged)
 
@@ -347,8 +353,15 @@ class BatchingEngine:
         import torch
 
         self.decode_steps += 1
-        mask = torch.cat([batch.mask, torch.ones((len(batch), 1), dtype=torch.long)], dim=-1)
-        positions = mask.sum(-1, keepdim=True) - 1
+        if batch.mask is None:
+            # No padding anywhere (a lone request): no mask to build, and every row's next position is
+            # the cache length, which is what `model.generate` feeds a single sequence.
+            self.unpadded_steps += 1
+            mask = None
+            positions = torch.full((len(batch), 1), batch.width, dtype=torch.long)
+        else:
+            mask = torch.cat([batch.mask, torch.ones((len(batch), 1), dtype=torch.long)], dim=-1)
+            positions = mask.sum(-1, keepdim=True) - 1
         with torch.inference_mode():
             out = self.model(input_ids=batch.next_ids.unsqueeze(-1), attention_mask=mask, position_ids=positions,
                              past_key_values=batch.cache, use_cache=True, logits_to_keep=1)
@@ -356,7 +369,7 @@ class BatchingEngine:
         for row, token in zip(batch.rows, next_ids.tolist(), strict=True):
             if not row.done:
                 row.accept(token)
-        return self._evict(_RunningBatch(batch.rows, out.past_key_values, mask, next_ids))
+        return self._evict(_RunningBatch(batch.rows, out.past_key_values, mask, next_ids, batch.width + 1))
 
     def _evict(self, batch: _RunningBatch) -> _RunningBatch | None:
         """Drop finished and cancelled rows, and the cache columns no remaining row attends to."""
@@ -371,12 +384,16 @@ class BatchingEngine:
         if len(keep) < len(batch):
             index = torch.tensor(keep, dtype=torch.long)
             batch.cache.batch_select_indices(index)
-            batch = _RunningBatch([batch.rows[i] for i in keep], batch.cache, batch.mask[index],
-                                  batch.next_ids[index])
-            used = batch.mask.any(dim=0).nonzero()
-            start = int(used[0]) if len(used) else 0
-            if start > 0 and _cache_layers_editable(batch.cache):
-                for layer in batch.cache.layers:
-                    _set_length(layer, layer.keys[:, :, start:], layer.values[:, :, start:])
-                batch.mask = batch.mask[:, start:]
+            batch = _RunningBatch([batch.rows[i] for i in keep], batch.cache,
+                                  None if batch.mask is None else batch.mask[index], batch.next_ids[index], batch.width)
+            if batch.mask is not None:
+                used = batch.mask.any(dim=0).nonzero()
+                start = int(used[0]) if len(used) else 0
+                if start > 0 and _cache_layers_editable(batch.cache):
+                    for layer in batch.cache.layers:
+                        _set_length(layer, layer.keys[:, :, start:], layer.values[:, :, start:])
+                    batch.mask = batch.mask[:, start:]
+                    batch.width -= start
+        if batch.mask is not None and bool(batch.mask.all()):
+            batch.mask = None  # no padding left (e.g. one row remains): decode without a mask
         return batch
