@@ -21,7 +21,7 @@ from kositp.train.record import ADAPTER_DIR, read_run
 
 METHODS = ("dpo", "orpo", "kto", "simpo")
 # Settings that only one method reads: set under another method they are an error, not ignored.
-METHOD_ONLY = {"loss_type": "dpo", "simpo_gamma": "simpo", "desirable_weight": "kto", "undesirable_weight": "kto"}
+METHOD_ONLY = {"loss_type": "dpo", "rpo_alpha": "dpo", "simpo_gamma": "simpo", "desirable_weight": "kto", "undesirable_weight": "kto"}
 
 
 class PrefTrainerSettings(TrainerSettings):
@@ -43,6 +43,10 @@ class PrefConfig(TrainConfig):
     beta: float = Field(0.1, gt=0, description="DPO/KTO: KL strength; ORPO: odds-ratio weight (lambda); "
                         "SimPO: reward scale (2.0-2.5 in the paper).")
     loss_type: str = Field("sigmoid", description="DPO only: loss variant (sigmoid, ipo, hinge, robust, ...).")
+    rpo_alpha: float | None = Field(None, ge=0, description="DPO only: weight of an SFT term (mean token NLL "
+                                    "of the chosen answers) added to the DPO loss, as in RPO (Pang et al. 2024). "
+                                    "It keeps the chosen answers' likelihood from falling with the rejected ones. "
+                                    "TRL 1.x names it loss_type=[..., 'sft'] with loss_weights=[1, rpo_alpha].")
     simpo_gamma: float = Field(0.5, ge=0, description="SimPO only: target reward margin (gamma / beta ratio in "
                                "TRL's CPO).")
     desirable_weight: float = Field(1.0, gt=0, description="KTO only: weight of desirable (chosen) examples.")
@@ -128,6 +132,8 @@ def _method_args(cfg: PrefConfig) -> dict[str, Any]:
     args: dict[str, Any] = {"beta": cfg.beta, "max_length": cfg.max_length}
     if cfg.method == "dpo":
         args["loss_type"] = [cfg.loss_type]
+        if cfg.rpo_alpha:
+            args |= {"loss_type": [cfg.loss_type, "sft"], "loss_weights": [1.0, cfg.rpo_alpha]}
     elif cfg.method == "kto":
         args |= {"desirable_weight": cfg.desirable_weight, "undesirable_weight": cfg.undesirable_weight}
     elif cfg.method == "simpo":
