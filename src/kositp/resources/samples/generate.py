@@ -154,7 +154,8 @@ def generate(root: Path = HERE) -> None:
     _dump(root / "aihub_summary" / "paper" / "논문요약_sample.json", {"data": [
         {"doc_type": "논문", "doc_id": f"DEMO-PAPER-{t['id']}", "title": t["title"], "date": "2022-06-30",
          "summary_entire": [{"orginal_text": context_of(t), "summary_text": t["summary"]}],
-         "summary_section": [{"orginal_text": " ".join(t["sents"][3:]), "summary_text": t["sents"][3][:40].rstrip() + "."}]}
+         # the section summary is written by hand (topics.py `simple`), never cut from the section itself
+         "summary_section": [{"orginal_text": " ".join(t["sents"][3:]), "summary_text": t["simple"]}]}
         for t in TOPICS]})
     for t in TOPICS:  # D11: full text and QA trees with the same file stems
         stem = f"KISTI_{t['id']}"
