@@ -96,4 +96,28 @@ def test_unknown_variant_is_one_line_error(tmp_path):
                              "--variants", "nope"], capture_output=True, text=True, timeout=300)
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [
-        "error: unknown variant(s) nope; choose from baseline, kositp, trl-fused"]
+        "error: unknown variant(s) nope; choose from baseline, kositp, kositp-fp32, kositp-bf16, trl-fused"]
+
+
+def test_dtype_variants_pin_bf16_and_check_what_auto_picks(tmp_path, tiny_model_dir, monkeypatch):
+    """`--variants kositp-fp32,kositp-bf16` trains the kositp side in each dtype and reports whether
+    `bf16: auto`'s choice on this CPU (pinned here, so the test does not depend on the machine) matches."""
+    monkeypatch.setenv("KOSITP_CPU_DTYPE", "float32")
+    data = _write_data(tmp_path / "data")
+    out = tmp_path / "bench"
+    result = CliRunner().invoke(app, ["bench", "train", "--quick", "--out", str(out), "--data", str(data),
+                                      "--threads", "1", "--variants", "kositp-fp32,kositp-bf16"])
+    assert result.exit_code == 0, result.output
+    report = json.loads((out / "bench_train.json").read_text(encoding="utf-8"))
+    assert {r["variant"]: r["bf16"] for r in report["runs"]} == {"kositp-fp32": False, "kositp-bf16": True}
+    per, dtype = report["summary"]["variants"], report["summary"]["dtype"]
+    ratio = per["kositp-bf16"]["tokens_per_s"] / per["kositp-fp32"]["tokens_per_s"]
+    assert dtype["bf16_over_fp32_tokens_per_s"] == pytest.approx(ratio)
+    assert dtype["measured_choice"] == ("bfloat16" if ratio >= dtype["margin"] else "float32")
+    assert dtype["auto_choice"] == "float32"
+    assert dtype["auto_agrees"] == (dtype["measured_choice"] == "float32")
+    # the same mask on both sides: only the dtype differs
+    assert len({r["mask_sha256"] for r in report["runs"]}) == 1
+    md = (out / "bench_train.md").read_text(encoding="utf-8")
+    assert f"**{ratio:.2f}×** tokens/s" in md
+    assert "`bf16: auto` picks float32 on this CPU: " + ("agrees" if dtype["auto_agrees"] else "DISAGREES") in md

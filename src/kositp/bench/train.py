@@ -14,6 +14,9 @@ so the loss is on assistant tokens only), the same optimiser and schedule:
   (the shipped `sft/demo` recipe by default): padding-free batches, bf16 autocast where the CPU has it,
   logits only at loss-bearing positions; on CUDA with `unsloth` installed, Unsloth's loader and
   kernels (`backend: auto`).
+- `kositp-fp32`, `kositp-bf16` (optional): the `kositp` side with `trainer.bf16` pinned off / on, to
+  check on the machine at hand what `bf16: auto` decided (the report says which dtype `auto` picks here
+  and whether the measured ratio agrees).
 - `trl-fused` (optional): TRL's own defaults with kositp's PyTorch kernel in TRL's Triton slot
   (padded, fp32, fused head): separates what the fused head gives from padding-free and bf16.
 
@@ -42,7 +45,9 @@ from kositp.bench.machine import load_average, machine_info
 from kositp.errors import KositpError
 from kositp.recipes import RECIPES_DIR, resolve
 
-VARIANTS = ("baseline", "kositp", "trl-fused")
+VARIANTS = ("baseline", "kositp", "kositp-fp32", "kositp-bf16", "trl-fused")
+# The kositp side with its training dtype pinned, applied after any --set so the name holds.
+DTYPE_PINS = {"kositp-fp32": "trainer.bf16=false", "kositp-bf16": "trainer.bf16=true"}
 DEFAULT_RECIPE = RECIPES_DIR / "sft" / "demo.yaml"
 GOAL_TOKENS_RATIO = 2.0
 GOAL_MEMORY_RATIO = 0.6
@@ -117,7 +122,8 @@ def _kositp_config(spec: dict[str, Any], out: Path):
         "trainer.logging_steps=1", "progress=false", f"trainer.save_steps={spec['steps'] + 1}",
         "trainer.eval_steps=null", "max_eval_samples=1", "overwrite=true",
     ]
-    return load_config(SFTConfig, Path(spec["recipe"]), overrides + list(spec.get("overrides", [])))
+    pin = [DTYPE_PINS[spec["variant"]]] if spec.get("variant") in DTYPE_PINS else []
+    return load_config(SFTConfig, Path(spec["recipe"]), overrides + list(spec.get("overrides", [])) + pin)
 
 
 def _build_baseline(spec: dict[str, Any], cfg, out: Path, callbacks: list, fused: bool):
@@ -193,12 +199,13 @@ def run_child(spec: dict[str, Any]) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="kositp-bench-train-") as tmp:
         out = Path(tmp) / "run"
         cfg = _kositp_config(spec, out)
-        if spec["variant"] == "kositp":  # before the timer's transformers import; the baseline stays plain TRL
+        is_kositp = spec["variant"].startswith("kositp")
+        if is_kositp:  # before the timer's transformers import; the baseline stays plain TRL
             from kositp.train.modeling import import_unsloth_first
 
             import_unsloth_first(cfg.backend)
         timer = _step_timer()
-        if spec["variant"] == "kositp":
+        if is_kositp:
             from kositp.train.sft import build_sft_trainer
 
             out.mkdir(parents=True)
@@ -279,7 +286,7 @@ def _median(runs: list[dict], key: str) -> float | None:
     return statistics.median(values) if values else None
 
 
-def summarize(runs: list[dict[str, Any]], variants: list[str]) -> dict[str, Any]:
+def summarize(runs: list[dict[str, Any]], variants: list[str], auto_dtype: str | None = None) -> dict[str, Any]:
     per: dict[str, dict[str, Any]] = {}
     for v in variants:
         mine = [r for r in runs if r["variant"] == v]
@@ -321,7 +328,30 @@ def summarize(runs: list[dict[str, Any]], variants: list[str]) -> dict[str, Any]
         comparison["goal"] = {"tokens_per_s_ratio": GOAL_TOKENS_RATIO, "memory_ratio": GOAL_MEMORY_RATIO}
         comparison["goal_met"] = (comparison["tokens_per_s_ratio"] >= GOAL_TOKENS_RATIO
                                   and comparison["memory_ratio"] <= GOAL_MEMORY_RATIO)
-    return {"variants": per, "comparison": comparison}
+    return {"variants": per, "comparison": comparison, "dtype": dtype_comparison(per, auto_dtype)}
+
+
+def dtype_comparison(per: dict[str, dict[str, Any]], auto_dtype: str | None) -> dict[str, Any]:
+    """bf16 against fp32 on the kositp side, and whether `bf16: auto`'s choice on this CPU matches it.
+
+    `auto` picks bf16 only when its probe finds it faster by `cpu_dtype.MARGIN`, so it agrees with the
+    measurement when it picked bf16 and bf16 was faster, or picked fp32 and bf16 was not faster by that margin.
+    """
+    from kositp.cpu_dtype import MARGIN
+
+    fp32, bf16 = per.get("kositp-fp32"), per.get("kositp-bf16")
+    if not (fp32 and bf16):
+        return {}
+    ratio = bf16["tokens_per_s"] / fp32["tokens_per_s"]
+    faster = "bfloat16" if ratio >= MARGIN else "float32"
+    return {
+        "bf16_over_fp32_tokens_per_s": ratio,
+        "bf16_over_fp32_tokens_per_cpu_s": bf16["tokens_per_cpu_s"] / fp32["tokens_per_cpu_s"],
+        "margin": MARGIN,
+        "measured_choice": faster,
+        "auto_choice": auto_dtype,
+        "auto_agrees": None if auto_dtype is None else auto_dtype == faster,
+    }
 
 
 def _fmt(x, digits=2):
@@ -339,7 +369,8 @@ def render_markdown(report: dict[str, Any]) -> str:
         f"{s['runs']} run(s) per variant (medians), {s['threads']} thread(s), recipe `{s['recipe']}`"
         + (f" with {' '.join(s['overrides'])}" if s.get("overrides") else "") + ". The first step of each run "
         "is left out of the speed figures (one-off start-up costs).",
-        f"Machine: {m['cpu']}, {m['cores']} cores, torch {m['torch']}; load average before "
+        f"Machine: {m['cpu']} ({', '.join(m.get('cpu_flags') or []) or 'no avx2/avx512/amx flags'}), {m['cores']} cores, "
+        f"torch {m['torch']}; load average before "
         f"{report['load_before']}, after {report['load_after']}.",
         "",
         "| variant | bf16 | non-pad tokens/s | tokens/CPU-s | step time (s) | step CPU (s) | peak RSS (MB) "
@@ -369,7 +400,28 @@ def render_markdown(report: dict[str, Any]) -> str:
             f"- loss masks: {'identical' if cmp_['masks_match'] else 'DIFFERENT'} "
             f"(sha256 of the loss-bearing label ids in order)",
         ]
+    dtype = report["summary"].get("dtype")
+    if dtype:
+        verdict = {True: "agrees", False: "DISAGREES", None: "not resolved"}[dtype["auto_agrees"]]
+        lines += [
+            "",
+            f"- bf16 autocast / fp32 on the kositp side: **{dtype['bf16_over_fp32_tokens_per_s']:.2f}×** tokens/s, "
+            f"{dtype['bf16_over_fp32_tokens_per_cpu_s']:.2f}× tokens per CPU-second; faster here by the "
+            f"{dtype['margin']}× margin: {dtype['measured_choice']}",
+            f"- `bf16: auto` picks {dtype['auto_choice']} on this CPU: {verdict} with the measurement"
+            + ("" if dtype["auto_agrees"] is not False else
+               " (pin the faster one with KOSITP_CPU_DTYPE, or delete the cached probe result and re-run)"),
+        ]
     return "\n".join(lines) + "\n"
+
+
+def _auto_train_dtype() -> str | None:
+    """What `bf16: auto` resolves to for training on this machine (None on CUDA, where it is not the CPU probe)."""
+    import torch
+
+    from kositp.cpu_dtype import resolve_cpu_dtype
+
+    return None if torch.cuda.is_available() else resolve_cpu_dtype("train")
 
 
 def bench_train(
@@ -430,7 +482,7 @@ def bench_train(
         "load_before": load_before,
         "load_after": load_average(),
         "runs": results,
-        "summary": summarize(results, chosen),
+        "summary": summarize(results, chosen, _auto_train_dtype() if set(DTYPE_PINS) <= set(chosen) else None),
     }
     (out / "bench_train.json").write_text(json.dumps(report, ensure_ascii=False, indent=2), encoding="utf-8")
     (out / "bench_train.md").write_text(render_markdown(report), encoding="utf-8")
