@@ -343,7 +343,7 @@ class BuildResult:
 
 def build(cfg: BuildConfig, out: str | Path | None = None, progress: Callable[[str], None] | None = None) -> BuildResult:
     """Run the whole data build; returns the output directory and the card (also written to disk)."""
-    from kositp.data.card import length_stats, write_card
+    from kositp.data.card import length_stats, task_source_counts, write_card
 
     out_dir = Path(out or cfg.out or "")
     if not str(out_dir):
@@ -429,6 +429,7 @@ def build(cfg: BuildConfig, out: str | Path | None = None, progress: Callable[[s
             "preference_splits": counts["pref_splits"],
             "per_task": counts["per_task"],
             "per_source": counts["per_source"],
+            "per_task_source": task_source_counts(written_metas, split_of),
             "reject_reasons": dict(sorted(stats.reject_reasons.items(), key=lambda kv: (-kv[1], kv[0]))),
             "documents": {"read": dict(sorted(stats.documents.items())),
                           "sampled_out": dict(sorted(stats.sampled_out.items())),

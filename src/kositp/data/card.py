@@ -64,6 +64,7 @@ def card_markdown(card: dict) -> str:
               "## Records per source and split", "", "| source | train | validation | test |", "|---|---:|---:|---:|"]
     for source, row in card["per_source"].items():
         lines.append(f"| {source} | {row['train']} | {row['validation']} | {row['test']} |")
+    lines += task_source_markdown(card)
     lines += ["", "## Rejects by reason", "", "| reason | count |", "|---|---:|"]
     lines += [f"| `{reason}` | {n} |" for reason, n in card["reject_reasons"].items()] or ["| (none) | 0 |"]
     lines += ["", "## Lengths (characters; tokens when a tokenizer was given)", "",
@@ -79,6 +80,29 @@ def card_markdown(card: dict) -> str:
               f"per split: {json.dumps(docs['per_split'])}. No document appears in two splits.", "",
               "## Config", "", "```json", json.dumps(card["config"], ensure_ascii=False, indent=2), "```", ""]
     return "\n".join(lines)
+
+
+def task_source_counts(metas: list, split_of: dict) -> dict:
+    """Per task, per source: instruction records in each split (which source fed which task)."""
+    out: dict[str, dict[str, dict[str, int]]] = {}
+    for meta in metas:
+        if meta.kind == "sft":
+            row = out.setdefault(meta.task, {}).setdefault(meta.source, dict.fromkeys(SPLITS, 0))
+            row[split_of[meta.doc_key]] += 1
+    ordered = sorted(out, key=lambda t: (TASKS.index(t) if t in TASKS else len(TASKS), t))
+    return {task: dict(sorted(out[task].items())) for task in ordered}
+
+
+def task_source_markdown(card: dict) -> list[str]:
+    table = card.get("per_task_source")
+    if not table:
+        return []
+    lines = ["", "## Records per task and source", "", "| task | source | train | validation | test |",
+             "|---|---|---:|---:|---:|"]
+    for task, sources in table.items():
+        lines += [f"| {task} | {source} | {row['train']} | {row['validation']} | {row['test']} |"
+                  for source, row in sources.items()]
+    return lines
 
 
 def plot_counts(card: dict, path: Path) -> None:
