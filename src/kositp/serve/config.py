@@ -107,8 +107,10 @@ class ServeConfig(Config):
         32, ge=1, description="Requests in flight at once; the next one gets 429 with Retry-After."
     )
     retry_after_s: int = Field(1, ge=1, description="Retry-After seconds sent with 429.")
-    max_batch_size: int = Field(
-        16, ge=1, description="transformers backend: most requests decoded together (one running batch)."
+    max_batch_size: int | None = Field(
+        None, ge=1, description="transformers backend: most requests decoded together (one running batch). None: "
+        "measured at start-up (the batch keeps doubling while that still raises tokens/s by 15%, at most 32; "
+        "16 when calibration is off). See serve/backends/calibration.py."
     )
     batch_wait_ms: float = Field(
         5.0, ge=0, description="transformers backend: on an idle engine, how long to wait after the first request "
@@ -122,10 +124,20 @@ class ServeConfig(Config):
         True, description="transformers backend: flush denormal floats to zero (much faster on x86 CPUs; "
         "changes results only below 1e-38)."
     )
-    onednn_linears: bool = Field(
-        True, description="transformers backend, float32 on CPU: linear layers through oneDNN with the weights "
-        "reordered once (faster batched decoding, figures in docs/serving.md; a tied output projection is then "
-        "held twice). See kositp/cpu_linear.py."
+    linear_kernels: Literal["auto", "onednn", "dense"] = Field(
+        "auto", description="transformers backend, float32 on CPU: how linear layers run. onednn: oneDNN with the "
+        "weights reordered once (kositp/cpu_linear.py; a tied output projection is then held twice); dense: "
+        "nn.Linear (MKL); auto: per weight shape, whichever a start-up measurement finds faster at 1 row and at "
+        "the largest batch (MKL for one row and oneDNN for more where they split). Figures in docs/serving.md."
+    )
+    threads: int | None = Field(
+        None, ge=1, description="transformers backend: torch threads for generation. None: measured at start-up "
+        "(1 to all cores, on decode steps of 1 row and of the largest batch)."
+    )
+    calibrate: bool = Field(
+        True, description="transformers backend: measure the settings left to auto/None once per CPU, model "
+        "shapes and torch version, cached in $KOSITP_HOME/serve_calibration.json (env "
+        "KOSITP_SERVE_CALIBRATION=off also turns it off). Off: oneDNN linears, all threads, batch 16."
     )
     log_prompts: bool = Field(False, description="Log prompts and outputs (off: only sizes and timings are logged).")
     drain_timeout_s: float = Field(

@@ -194,8 +194,9 @@ class BatchingEngine:
     """Owns the model on one worker thread and decodes queued jobs in one continuously refilled batch."""
 
     def __init__(self, model, tokenizer, eot_ids: list[int], max_batch_size: int = 16, batch_wait_ms: float = 5.0,
-                 flush_denormal: bool = True, continuous: bool = True):
+                 flush_denormal: bool = True, continuous: bool = True, threads: int | None = None):
         self.flush_denormal = flush_denormal
+        self.threads = threads  # torch threads for the worker (None: leave torch's setting)
         self.continuous = continuous
         self.model = model
         self.tokenizer = tokenizer
@@ -277,12 +278,14 @@ class BatchingEngine:
     # ------------------------------------------------------------------ worker
 
     def _worker(self) -> None:
-        if self.flush_denormal:
-            import torch
+        import torch
 
+        if self.flush_denormal:
             # Denormal floats are very slow on x86 and the dequantized default model produces many
             # (docs/serving.md has the measured difference).
             torch.set_flush_denormal(True)
+        if self.threads:
+            torch.set_num_threads(self.threads)  # OpenMP's thread count is per calling thread: set it here
         batch: _RunningBatch | None = None
         while True:
             if batch is None:

@@ -9,14 +9,22 @@ tokenized as is: it *is* the template, control tokens included.
 from __future__ import annotations
 
 import asyncio
+import json
+import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from kositp.errors import KositpError
 from kositp.serve.backends.base import Backend, BackendRequestError, Event, Finished
 from kositp.serve.backends.batching import BatchingEngine, Job, SamplingSpec
 from kositp.serve.config import ServeConfig
 from kositp.serve.schemas import ChatCompletionRequest, CompletionRequest, SamplingParams
+
+if TYPE_CHECKING:
+    from kositp.serve.backends.calibration import ServeSettings
+
+log = logging.getLogger("kositp.serve")
 
 
 def served_name(cfg: ServeConfig) -> str:
@@ -64,22 +72,25 @@ class TransformersBackend(Backend):
         self.engine: BatchingEngine | None = None
         self.tokenizer = None
         self.context_length = 2048
-        self.onednn_linears = 0  # linear layers running through oneDNN (kositp/cpu_linear.py)
+        self.settings: ServeSettings | None = None  # linear kernels, threads, batch size (calibration.py)
 
     @property
     def model_ids(self) -> list[str]:
         return [self.name]
 
     async def start(self) -> None:
-        model, tokenizer, eot = await asyncio.to_thread(load_for_serving, self.cfg.model, self.cfg.dtype)
-        if self.cfg.onednn_linears:
-            from kositp.cpu_linear import use_onednn_linears
+        from kositp.serve.backends.calibration import resolve_settings
 
-            self.onednn_linears = await asyncio.to_thread(use_onednn_linears, model)
+        cfg = self.cfg
+        model, tokenizer, eot = await asyncio.to_thread(load_for_serving, cfg.model, cfg.dtype)
+        self.settings = await asyncio.to_thread(resolve_settings, model, cfg.linear_kernels, cfg.threads,
+                                                cfg.max_batch_size, cfg.calibrate, cfg.flush_denormal, log.info)
+        log.info("serving settings: %s", self.settings.describe())
+        log.info("serving settings json: %s", json.dumps(self.settings.summary()))
         self.tokenizer = tokenizer
         self.context_length = int(getattr(model.config, "max_position_embeddings", 2048) or 2048)
-        self.engine = BatchingEngine(model, tokenizer, eot, self.cfg.max_batch_size, self.cfg.batch_wait_ms,
-                                     self.cfg.flush_denormal, self.cfg.continuous_batching)
+        self.engine = BatchingEngine(model, tokenizer, eot, self.settings.max_batch_size, cfg.batch_wait_ms,
+                                     cfg.flush_denormal, cfg.continuous_batching, threads=self.settings.threads)
         self.engine.start()
 
     async def stop(self) -> None:
@@ -96,9 +107,11 @@ class TransformersBackend(Backend):
         if self.engine is None:
             return {}
         e = self.engine
+        layers = self.settings.layers if self.settings else {}
         return {"batches": e.batches_run, "batched_requests": e.rows_run, "largest_batch": e.largest_batch,
                 "prefills": e.prefills, "joined_running_batch": e.joined_running, "decode_steps": e.decode_steps,
-                "onednn_linears": self.onednn_linears}
+                "unpadded_decode_steps": e.unpadded_steps, "max_batch_size": e.max_batch_size,
+                "threads": e.threads or 0, **{f"{kernel}_linears": n for kernel, n in layers.items()}}
 
     def _check_model(self, requested: str) -> None:
         if requested not in self.model_ids:
