@@ -7,7 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from kositp.eval.bootstrap import paired_bootstrap, task_examples
+from kositp.eval.bootstrap import load_examples, paired_bootstrap
+
+KEYS = ["tasks/mean_primary", "tasks/valid_rate", "tasks/checkable/mean_primary", "tasks/checkable/valid_rate"]
 
 
 def _report(folder: Path, rows: list[tuple[str, str, float, bool]]) -> Path:
@@ -21,7 +23,8 @@ def _report(folder: Path, rows: list[tuple[str, str, float, bool]]) -> Path:
                                      "scores": {PRIMARY[kind_of(task)]: score}}) + "\n")
         handle.write(json.dumps({"suite": "seed4", "task": "nsmc", "id": "x", "valid": True, "scores": {}}) + "\n")
     (folder / "report.json").write_text(json.dumps({"model": {"model": folder.name},
-                                                    "headline": {"tasks/mean_primary": 0.0}}), encoding="utf-8")
+                                                    "headline": {"tasks/mean_primary": 0.0, "tasks/valid_rate": 0.0}}),
+                                        encoding="utf-8")
     return folder
 
 
@@ -30,11 +33,11 @@ YES_NO, SHORT, LONG = "extractive_qa_yes_no", "extractive_qa_short", "abstractiv
 
 def test_identical_runs_differ_by_exactly_zero(tmp_path):
     rows = [(YES_NO, f"y{i}", float(i % 2), True) for i in range(10)] + [(LONG, f"l{i}", 0.3, True) for i in range(4)]
-    a = task_examples(_report(tmp_path / "a", rows))
-    assert len(a) == 14  # the seed4 line is not a task example
-    stats = paired_bootstrap(a, a)
-    for stat in stats.values():
-        assert stat["difference"] == 0.0 and stat["ci95"] == [0.0, 0.0]
+    a = load_examples(_report(tmp_path / "a", rows))
+    found = paired_bootstrap(a, a, KEYS)
+    assert set(found) == set(KEYS)
+    for stat in found.values():
+        assert stat["difference"] == 0.0 and stat["ci95"] == [0.0, 0.0] and not stat["excludes_zero"]
 
 
 def test_a_consistent_gain_has_an_interval_above_zero_and_a_mixed_one_spans_it(tmp_path):
@@ -45,53 +48,60 @@ def test_a_consistent_gain_has_an_interval_above_zero_and_a_mixed_one_spans_it(t
     half = [(YES_NO, f"y{i}", float(i % 2), True) for i in range(20)] + [(SHORT, f"s{i}", 0.2, True) for i in range(20)]
     other_half = [(YES_NO, f"y{i}", float(i % 2 == 0), True) for i in range(20)] + \
                  [(SHORT, f"s{i}", 0.2, True) for i in range(20)]
-    a, b = (task_examples(_report(tmp_path / n, r)) for n, r in (("a", base), ("b", better)))
-    c, d = (task_examples(_report(tmp_path / n, r)) for n, r in (("c", half), ("d", other_half)))
-    gain = paired_bootstrap(b, a)
-    # macro mean: yes/no +0.75, short +0.2 -> +0.475; valid: +15/40 of the outputs... all 20 yes/no became valid
-    assert gain["all/mean_primary"]["difference"] == pytest.approx(0.475)
-    assert gain["all/valid_rate"]["difference"] == pytest.approx(0.5)
-    low, high = gain["all/mean_primary"]["ci95"]
-    assert 0.0 < low < 0.475 < high
-    noise = paired_bootstrap(d, c)
-    low, high = noise["all/mean_primary"]["ci95"]
-    assert noise["all/mean_primary"]["difference"] == 0.0 and low < -0.1 and high > 0.1
-    assert gain == paired_bootstrap(b, a)  # seeded: the same intervals every time
+    a, b = (load_examples(_report(tmp_path / n, r)) for n, r in (("a", base), ("b", better)))
+    c, d = (load_examples(_report(tmp_path / n, r)) for n, r in (("c", half), ("d", other_half)))
+    gain = paired_bootstrap(b, a, KEYS)
+    # macro mean: yes/no +0.75, short +0.2 -> +0.475; valid: all 20 yes/no answers became valid
+    assert gain["tasks/mean_primary"]["difference"] == pytest.approx(0.475)
+    assert gain["tasks/valid_rate"]["difference"] == pytest.approx(0.5)
+    low, high = gain["tasks/mean_primary"]["ci95"]
+    assert 0.0 < low < 0.475 < high and gain["tasks/mean_primary"]["excludes_zero"]
+    noise = paired_bootstrap(d, c, KEYS)
+    low, high = noise["tasks/mean_primary"]["ci95"]
+    assert noise["tasks/mean_primary"]["difference"] == 0.0 and low < -0.1 and high > 0.1
+    assert not noise["tasks/mean_primary"]["excludes_zero"]
+    assert gain == paired_bootstrap(b, a, KEYS)  # seeded: the same intervals every time
 
 
 def test_only_examples_both_runs_scored_are_paired_and_checkable_excludes_open_ended(tmp_path):
-    a = task_examples(_report(tmp_path / "a", [(YES_NO, "1", 1.0, True), (YES_NO, "2", 0.0, True),
-                                                 (LONG, "3", 0.5, True)]))
-    b = task_examples(_report(tmp_path / "b", [(YES_NO, "1", 0.0, True), (LONG, "3", 0.1, True),
-                                                 (LONG, "4", 0.9, True)]))
-    stats = paired_bootstrap(a, b)
-    assert stats["all/mean_primary"]["n"] == 2 and stats["all/mean_primary"]["tasks"] == 2
-    assert stats["all/mean_primary"]["difference"] == pytest.approx((1.0 + 0.4) / 2)
-    assert stats["checkable/mean_primary"]["n"] == 1 and stats["checkable/mean_primary"]["difference"] == 1.0
+    common = [(YES_NO, f"y{i}", 1.0, True) for i in range(10)] + [(LONG, f"l{i}", 0.5, True) for i in range(10)]
+    a = load_examples(_report(tmp_path / "a", common + [(YES_NO, "only-a", 1.0, True)]))
+    b = load_examples(_report(tmp_path / "b", [(t, i, 0.0 if t == YES_NO else 0.1, v) for t, i, _, v in common]
+                                              + [(LONG, "only-b", 0.9, True)]))
+    found = paired_bootstrap(a, b, KEYS)
+    assert found["tasks/mean_primary"]["n"] == 20
+    assert found["tasks/mean_primary"]["difference"] == pytest.approx((1.0 + 0.4) / 2)
+    assert found["tasks/checkable/mean_primary"]["n"] == 10
+    assert found["tasks/checkable/mean_primary"]["difference"] == 1.0
 
 
 def test_compare_writes_the_intervals_for_every_pair(tmp_path):
     from kositp.eval.compare import compare
 
-    rows = [(YES_NO, f"y{i}", 0.0, True) for i in range(6)]
+    rows = [(YES_NO, f"y{i}", 0.0, True) for i in range(12)]
     dirs = [_report(tmp_path / name, [(t, i, s + bump, v) for t, i, s, v in rows])
             for name, bump in (("sft", 0.0), ("dpo", 0.5), ("grpo", 1.0))]
     result = compare(dirs, tmp_path / "cmp")
     pairs = [(c["run"], c["versus"]) for c in result["paired_bootstrap"]["comparisons"]]
     assert pairs == [("dpo", "sft"), ("grpo", "sft"), ("grpo", "dpo")]
-    assert result["paired_bootstrap"]["comparisons"][1]["statistics"]["all/mean_primary"]["difference"] == 1.0
+    assert result["paired_bootstrap"]["comparisons"][1]["statistics"]["tasks/mean_primary"]["difference"] == 1.0
     table = (tmp_path / "cmp" / "comparison.md").read_text(encoding="utf-8")
-    assert "## Paired bootstrap" in table and "| grpo | dpo | all/mean_primary | +0.5000 | [+0.5000, +0.5000] | 6 |" in table
+    assert "| metric | examples | dpo − sft | grpo − sft | grpo − dpo |" in table
+    assert ("| tasks/mean_primary | 12 | **+0.5000** [+0.5000, +0.5000] ↑ | **+1.0000** [+1.0000, +1.0000] ↑ | "
+            "**+0.5000** [+0.5000, +0.5000] ↑ |") in table
     saved = json.loads((tmp_path / "cmp" / "comparison.json").read_text(encoding="utf-8"))
     assert saved["paired_bootstrap"]["seed"] == 0 and len(saved["paired_bootstrap"]["comparisons"]) == 3
 
 
 def test_one_example_per_task_still_gives_an_interval(tmp_path):
     """The demo's test split has one or two examples per task: redrawing within each task would never vary."""
-    tasks = ["extractive_qa_yes_no", "abstractive_qa_yes_no", "extractive_qa_short", "abstractive_qa_short",
-             "extractive_qa_objective", "table_qa_short"]
-    a = task_examples(_report(tmp_path / "a", [(t, "1", float(i % 2), True) for i, t in enumerate(tasks)]))
-    b = task_examples(_report(tmp_path / "b", [(t, "1", 0.0, True) for t in tasks]))
-    stat = paired_bootstrap(a, b)["all/mean_primary"]
+    from kositp.data.task_names import TASKS
+    from kositp.eval.suites.tasks import PRIMARY, kind_of
+
+    tasks = [t for t in TASKS if PRIMARY[kind_of(t)] == "accuracy"][:5] + [SHORT, "table_qa_short", "keyword_tagging",
+                                                                          "abstractive_qa_short", LONG]
+    a = load_examples(_report(tmp_path / "a", [(t, "1", float(i % 2), True) for i, t in enumerate(tasks)]))
+    b = load_examples(_report(tmp_path / "b", [(t, "1", 0.0, True) for t in tasks]))
+    stat = paired_bootstrap(a, b, KEYS)["tasks/mean_primary"]
     low, high = stat["ci95"]
-    assert stat["difference"] == 0.5 and low < 0.5 < high and low >= 0.0 and high <= 1.0
+    assert stat["n"] == 10 and stat["difference"] == 0.5 and low < 0.5 < high and low >= 0.0 and high <= 1.0

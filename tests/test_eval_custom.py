@@ -172,7 +172,7 @@ def test_cli_runs_a_user_benchmark_and_refuses_a_bad_spec(tmp_path, three_layout
     report = json.loads((tmp_path / "r" / "report.json").read_text(encoding="utf-8"))
     assert report["config"]["suites"] == ["custom"]
     assert report["headline"]["custom/csv/acc"] == report["headline"]["custom/jsonl/acc"]
-    assert "custom/csv/acc" in report["intervals"]
+    assert report["sample_sizes"]["custom/csv/acc"] == 4 and "custom/csv/acc" not in report["intervals"]  # too few
     assert "## Your benchmarks" in (tmp_path / "r" / "report.md").read_text(encoding="utf-8")
     bad = tmp_path / "bad.yaml"
     bad.write_text("name: x\nkind: multiple_choice\nfiles: quiz.csv\nanswer: a\nprompt: q\nchoices: [A]\n"
@@ -192,7 +192,7 @@ def test_compare_shows_each_runs_interval(tmp_path, three_layouts):
                             out=tmp_path / model.replace(":", "-")), show_progress=False)
     result = compare([tmp_path / "tiny", tmp_path / "tiny-1"], tmp_path / "cmp")
     reports = [json.loads((tmp_path / d / "report.json").read_text(encoding="utf-8")) for d in ("tiny", "tiny-1")]
-    assert result["intervals"]["custom/csv/acc"] == {"tiny": reports[0]["intervals"]["custom/csv/acc"],
-                                                     "tiny-1": reports[1]["intervals"]["custom/csv/acc"]}
-    low, high = reports[0]["intervals"]["custom/csv/acc"]
-    assert f"[{low:.3f}, {high:.3f}]" in (tmp_path / "cmp" / "comparison.md").read_text(encoding="utf-8")
+    # four questions: each run's size is shown, and why there is no interval
+    assert result["sample_sizes"]["custom/csv/acc"] == {"tiny": 4, "tiny-1": 4}
+    assert all(r["sample_sizes"]["custom/csv/acc"] == 4 and not r["intervals"] for r in reports)
+    assert "(n = 4: too few for an interval)" in (tmp_path / "cmp" / "comparison.md").read_text(encoding="utf-8")

@@ -10,6 +10,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
+
 from kositp.eval.suites import SuiteResult
 
 REPORT_VERSION = 1
@@ -65,18 +67,21 @@ def headline(suites: dict[str, dict]) -> dict[str, float]:
 
 
 def build_report(model: dict, decoding: dict, config: dict, results: list[SuiteResult]) -> dict:
-    from kositp.eval.stats import headline_intervals
+    from kositp.eval.stats import headline_uncertainty
 
     suites = {r.name: {"metrics": r.metrics, "settings": r.settings} for r in results}
     flat = headline(suites)
     examples = [e for r in results for e in r.examples]
+    intervals, sizes = headline_uncertainty(flat, examples, suites, config.get("seed", 0))
     return rounded({
         "report_version": REPORT_VERSION,
         "model": model,
         "decoding": decoding,
         "config": config,
         "headline": flat,
-        "intervals": headline_intervals(flat, examples, config.get("seed", 0)),
+        "intervals": intervals,
+        "sample_sizes": sizes,
+        "suite_sizes": {r.name: len(r.examples) for r in results},
         "suites": suites,
     })
 
@@ -145,13 +150,34 @@ def markdown(report: dict) -> str:
         lines += _table(["task", "n", "acc", "acc_norm", "macro-F1"], rows)
         lines.append("")
     lines += _new_suites_markdown(suites)
-    if report.get("intervals"):
-        lines += ["## 95% bootstrap intervals (1,000 seeded resamples of the examples)", ""]
-        lines += _table(["metric", "value", "interval"], [[k, report["headline"][k], f"[{lo:.4f}, {hi:.4f}]"]
-                                                          for k, (lo, hi) in report["intervals"].items()])
-        lines.append("")
-    lines += ["Per-example outputs: `predictions.jsonl`. Charts: `charts/`.", ""]
+    lines += headline_markdown(report)
+    lines += ["Per-example outputs: `predictions.jsonl`. Overview chart: `report.png`; details: `charts/`.", ""]
     return "\n".join(lines)
+
+
+def interval_text(value: float | None, ci: list[float] | None, n: int | None, digits: int = 4) -> str:
+    """`0.3245 [0.2100, 0.4400]`, or why there is no interval (one example, or no per-example scores)."""
+    if value is None:
+        return "–"
+    text = f"{value:.{digits}f}"
+    if ci:
+        return text + f" [{ci[0]:.{digits}f}, {ci[1]:.{digits}f}]"
+    if n is not None:
+        return text + f" (n = {n}: too few for an interval)"
+    return text + " (no per-example scores)"
+
+
+def headline_markdown(report: dict) -> list[str]:
+    """Every headline metric with its 95% interval and the number of examples behind it."""
+    intervals, sizes = report.get("intervals", {}), report.get("sample_sizes", {})
+    rows = [[key, interval_text(value, intervals.get(key), sizes.get(key)), sizes.get(key, "–")]
+            for key, value in report["headline"].items()]
+    if not rows:
+        return []
+    return ["## Headline metrics with 95% bootstrap intervals", "",
+            "Each interval redraws the metric's examples 1,000 times with replacement (seeded) and recomputes the "
+            "metric as above, macro averages and macro-F1 included.", "",
+            *_table(["metric", "value [95% interval]", "examples"], rows), ""]
 
 
 def _new_suites_markdown(suites: dict) -> list[str]:
@@ -242,6 +268,109 @@ def bar_chart(path: Path, title: str, labels: list[str], series: dict[str, list[
     plt.close(fig)
 
 
+SUITE_TITLES = {
+    "tasks": "Held-out tasks (generation)",
+    "seed4": "seed4: NSMC, KorNLI, QPair, HateSpeech (zero-shot)",
+    "kobest": "KoBEST (log-likelihood)",
+    "kmmlu": "KMMLU",
+    "kite": "KITE (instruction following)",
+    "judge": "LLM-judged chat (score 1-10)",
+    "custom": "Your benchmarks",
+}
+# Rates of failure or of bookkeeping read in the other direction or on another scale: tables only.
+FIGURE_SKIPS = ("invalid_rate", "scored_rate")
+
+
+def figure_panels(keys: list[str]) -> dict[str, list[str]]:
+    """Headline keys by suite, in order, without the ones the figure leaves to the tables."""
+    panels: dict[str, list[str]] = {}
+    for key in keys:
+        if not key.endswith(FIGURE_SKIPS):
+            panels.setdefault(key.split("/")[0], []).append(key)
+    return panels
+
+
+def _sizes_text(sizes: dict[str, int | None]) -> str:
+    known = {run: n for run, n in sizes.items() if n is not None}
+    if not known:
+        return "n unknown"
+    if len(set(known.values())) == 1:
+        return f"n = {next(iter(known.values())):,} examples"
+    return "n = " + ", ".join(f"{n:,} ({run})" for run, n in known.items())
+
+
+def headline_figure(path: Path, runs: list[str], values: dict[str, dict[str, float | None]],
+                    intervals: dict[str, dict[str, list[float] | None]], key_sizes: dict[str, dict[str, int | None]],
+                    suite_sizes: dict[str, dict[str, int | None]], title: str) -> dict:
+    """One panel per suite: its headline metrics as horizontal bars, one bar per run, 95% intervals as error bars,
+    the number of examples in the panel title. Returns what was drawn, read back from the figure's axes."""
+    panels = figure_panels(list(values))
+    if not panels:
+        return {"panels": []}
+    plt = _pyplot()
+    n_runs = max(1, len(runs))
+    rows = [len(keys) * n_runs for keys in panels.values()]
+    heights = [0.16 * r + 0.9 for r in rows]
+    fig, axes = plt.subplots(len(panels), 1, figsize=(9, sum(heights) + 0.9), squeeze=False,
+                             gridspec_kw={"height_ratios": heights})
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    bar = 0.8 / n_runs
+    for ax, (suite, keys) in zip(axes[:, 0], panels.items(), strict=True):
+        per_key_n = {k: {v for v in key_sizes.get(k, {}).values() if v is not None} for k in keys}
+        varied = len({frozenset(v) for v in per_key_n.values()}) > 1
+        labels = [k.split("/", 1)[1] + (f" (n={'/'.join(map(str, sorted(per_key_n[k])))})"
+                                        if varied and per_key_n[k] else "") for k in keys]
+        top = 1.0
+        for r, run in enumerate(runs):
+            heights_ = [values[k].get(run) for k in keys]
+            bars = [v if v is not None else 0.0 for v in heights_]
+            cis = [intervals.get(k, {}).get(run) for k in keys]
+            low = [v - ci[0] if ci else np.nan for v, ci in zip(bars, cis, strict=True)]
+            high = [ci[1] - v if ci else np.nan for v, ci in zip(bars, cis, strict=True)]
+            positions = [i + (r - (n_runs - 1) / 2) * bar for i in range(len(keys))]
+            drawn = ax.barh(positions, bars, height=bar, color=colors[r % len(colors)], label=run,
+                            xerr=[low, high], error_kw={"ecolor": "0.15", "capsize": 2, "elinewidth": 0.9})
+            for patch, ci in zip(drawn.patches, cis, strict=True):
+                if not ci:
+                    patch.set_alpha(0.45)  # pale: no interval, so no claim either way
+            top = max([top, *bars, *[ci[1] for ci in cis if ci]])
+        ax.set_yticks(range(len(keys)))
+        ax.set_yticklabels(labels, fontsize=8)
+        ax.invert_yaxis()
+        ax.set_xlim(0, top * 1.02)
+        ax.grid(axis="x", alpha=0.3)
+        ax.set_title(f"{SUITE_TITLES.get(suite, suite)}: {_sizes_text(suite_sizes.get(suite, {}))}", fontsize=10,
+                     loc="left")
+    handles, names = axes[0, 0].get_legend_handles_labels()
+    if len(runs) > 1:
+        fig.legend(handles, names, loc="upper right", ncol=min(len(runs), 4), fontsize=9, frameon=False)
+    fig.suptitle(title, x=0.01, ha="left", fontsize=11)
+    fig.text(0.01, 0.005, "Error bars: 95% bootstrap interval (1,000 seeded redraws of the examples); "
+             "none (pale bar) where a metric rests on fewer than ten examples.", fontsize=7, color="0.3")
+    fig.tight_layout(rect=(0, 0.02, 1, 0.98))
+    fig.savefig(path, dpi=110, metadata={"Software": None})
+    drawn = {"panels": [{"suite": suite, "title": ax.get_title(loc="left"),
+                         "metrics": [t.get_text() for t in ax.get_yticklabels()],
+                         "bars": len(ax.patches),
+                         "error_bars": sum(1 for c in ax.containers if getattr(c, "errorbar", None) is not None)}
+                        for ax, suite in zip(axes[:, 0], panels, strict=True)],
+             "runs": list(runs), "pixels": [round(v * 110) for v in fig.get_size_inches()[::-1]]}
+    plt.close(fig)
+    return drawn
+
+
+def write_overview(out: Path, report: dict) -> dict:
+    """report.png: the comparison figure for this one run."""
+    name = report["model"].get("model") or report["model"].get("api") or "model"
+    run = Path(str(name)).name or str(name)
+    headline_ = report["headline"]
+    return headline_figure(out / "report.png", [run], {k: {run: v} for k, v in headline_.items()},
+                           {k: {run: ci} for k, ci in report.get("intervals", {}).items()},
+                           {k: {run: n} for k, n in report.get("sample_sizes", {}).items()},
+                           {s: {run: n} for s, n in report.get("suite_sizes", {}).items()},
+                           f"Evaluation: {name}")
+
+
 def write_charts(out: Path, report: dict) -> list[str]:
     charts = out / "charts"
     charts.mkdir(exist_ok=True)
@@ -308,4 +437,5 @@ def write_report(out: Path, report: dict, results: list[SuiteResult]) -> list[st
     write_json(out / "report.json", report)
     write_predictions(out / "predictions.jsonl", results)
     (out / "report.md").write_text(markdown(report), encoding="utf-8")
-    return ["report.json", "predictions.jsonl", "report.md", *write_charts(out, report)]
+    overview = ["report.png"] if write_overview(out, report)["panels"] else []
+    return ["report.json", "predictions.jsonl", "report.md", *overview, *write_charts(out, report)]

@@ -135,6 +135,8 @@ def run(scorer, root: Path, names: list[str], limit: int | None, seed: int, spli
                 "suite": "kobest", "task": name, "id": doc["id"], "prompt": task.context(doc),
                 "output": task.choices(doc)[pred], "gold": task.choices(doc)[doc["label"]], "valid": True,
                 "scores": {"correct": float(pred == doc["label"])}, "loglikelihoods": [round(x, 4) for x in ll],
+                # choice indices behind macro-F1, so its interval redraws examples (eval/stats.py)
+                "label": doc["label"], "prediction": pred,
             })
     summary = {
         "mean_acc": metrics.mean([m["acc"] for m in per_task.values()]),

@@ -156,6 +156,8 @@ def run(generator, root: Path, names: list[str], limit: int | None, seed: int, m
                 "suite": "seed4", "task": name, "id": item["id"], "prompt": generator.prompt_text(messages),
                 "output": gen.text, "gold": item["gold"], "valid": pred is not None,
                 "scores": {"correct": float(pred == item["gold"])}, "parsed": pred,
+                # the classes behind macro-F1, so its interval redraws examples (eval/stats.py)
+                "label": item["gold"], "prediction": pred,
             })
         settings["files"][name] = (paths or {}).get(name) or benchmark.path
         settings["prompts"][name] = benchmark.prompt
