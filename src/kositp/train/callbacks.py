@@ -53,6 +53,56 @@ class MetricsCallback(TrainerCallback):
             handle.write(json.dumps(record, ensure_ascii=False) + "\n")
 
 
+class TimeBudgetCallback(TrainerCallback):
+    """Stop training once `minutes` of training steps have passed: the step under way ends, a checkpoint is saved
+    (so `resume=true` can continue the schedule) and the run ends as if it had reached max_steps.
+
+    Under `accelerate launch` every rank must stop at the same step, or the others wait for it in the next
+    all-reduce: the ranks agree on the decision (any rank over budget stops all).
+    """
+
+    def __init__(self, minutes: float):
+        self.minutes = minutes
+        self.started: float | None = None
+        self.stopped_at: int | None = None
+        self.planned: int | None = None
+        self.done: int | None = None
+        self.elapsed_s = 0.0
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self.started = time.perf_counter()
+        self.planned = state.max_steps
+
+    def on_train_end(self, args, state, control, **kwargs):
+        self.done = state.global_step
+
+    def on_step_end(self, args, state, control, **kwargs):
+        self.elapsed_s = time.perf_counter() - self.started
+        if self.stopped_at is None and state.global_step < state.max_steps and _any_rank(
+                self.elapsed_s >= self.minutes * 60, args.device):
+            self.stopped_at = state.global_step
+            control.should_training_stop = True
+            control.should_save = True
+
+    def record(self) -> dict[str, Any]:
+        """What run.json keeps: the budget, whether training stopped on it, steps done and planned."""
+        return {"minutes": self.minutes, "stopped_on_budget": self.stopped_at is not None,
+                "steps_done": self.done, "steps_planned": self.planned,
+                "training_s": round(self.elapsed_s, 1)}
+
+
+def _any_rank(flag: bool, device) -> bool:
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return flag
+    import torch
+
+    agreed = torch.tensor([int(flag)], device=device)
+    dist.all_reduce(agreed, op=dist.ReduceOp.MAX)
+    return bool(agreed.item())
+
+
 def tensorboard_callback(run_dir: Path):
     """transformers' TensorBoard logger, writing to RUN/tb. Added as a callback rather than through
     `report_to="tensorboard"`, whose directory is process-wide (TENSORBOARD_LOGGING_DIR) or under the checkpoints."""

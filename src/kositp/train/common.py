@@ -113,6 +113,11 @@ class TrainConfig(Config):
     resume: bool = Field(False, description="Continue from the latest checkpoint in out/checkpoints.")
     overwrite: bool = Field(False, description="Allow writing into a non-empty run directory without resuming.")
     progress: bool = Field(True, description="Show a rich progress bar on the terminal (stderr).")
+    time_budget_minutes: float | None = Field(
+        None, ge=0, description="Stop training cleanly once this many minutes of training steps have passed "
+        "(counted from the first step; loading and the final save are not counted): the step under way finishes, "
+        "a checkpoint and the adapter/model are saved, and run.json records `time_budget` with the steps done and "
+        "planned. 0 stops after the first step. null: no budget (trainer.max_steps or the epochs decide).")
 
     # --- grouped settings
     lora: LoraSettings = Field(default_factory=LoraSettings, description="LoRA rank, scale, dropout and targets.")

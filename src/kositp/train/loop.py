@@ -29,6 +29,7 @@ class Trained:
     speedups: dict
     resume_from: str | None
     wall_s: float
+    budget: Any = None  # the TimeBudgetCallback when the recipe sets time_budget_minutes
 
 
 def run_training(cfg: TrainConfig, out: Path, label: str, build: Callable[[list], tuple]) -> Trained:
@@ -36,6 +37,7 @@ def run_training(cfg: TrainConfig, out: Path, label: str, build: Callable[[list]
     from kositp.train.callbacks import (
         MetricsCallback,
         RichProgressCallback,
+        TimeBudgetCallback,
         tensorboard_callback,
         truncate_metrics,
     )
@@ -47,12 +49,15 @@ def run_training(cfg: TrainConfig, out: Path, label: str, build: Callable[[list]
     callbacks: list = [MetricsCallback(out), tensorboard_callback(out)]
     if cfg.progress:
         callbacks.append(RichProgressCallback(label))
+    budget = TimeBudgetCallback(cfg.time_budget_minutes) if cfg.time_budget_minutes is not None else None
+    if budget is not None:
+        callbacks.append(budget)
     trainer, loaded, *rest = build(callbacks)
     if is_main_process():  # written only once the recipe loaded, so a failed start leaves the directory reusable
         dump_config(cfg, out / "config.yaml")
     started = time.perf_counter()
     result, speedups = train_with_speedups(trainer, cfg.cpu, resume_from)
-    return Trained(trainer, loaded, tuple(rest), result, speedups, resume_from, time.perf_counter() - started)
+    return Trained(trainer, loaded, tuple(rest), result, speedups, resume_from, time.perf_counter() - started, budget)
 
 
 def finish_training(run: Trained, out: Path, is_peft: bool, record: dict, summary: dict, title: str) -> Path:
@@ -65,11 +70,12 @@ def finish_training(run: Trained, out: Path, is_peft: bool, record: dict, summar
     record_rank(out, trainer)
     saved = save_trained(trainer, loaded.tokenizer, loaded.chat_format, out, is_peft)
     if trainer.is_world_process_zero():
+        budget = run.budget.record() if run.budget else None
         RunRecord(**record, base_model_path=loaded.base_model_path, **{saved: saved},
                   chat_format=loaded.chat_format.name, final_step=trainer.state.global_step,
-                  speedups=run.speedups).write(out)
+                  speedups=run.speedups, time_budget=budget).write(out)
         write_summary(out, summary | {
-            "backend": loaded.backend, "final_step": trainer.state.global_step,
+            "time_budget": budget, "backend": loaded.backend, "final_step": trainer.state.global_step,
             "train_loss": run.result.training_loss, "resumed_from": run.resume_from,
             "wall_time_s": round(run.wall_s, 3), "world_size": trainer.args.world_size, "speedups": run.speedups,
         })

@@ -38,6 +38,8 @@ class RunRecord(BaseModel):
     tasks: list[str] | None = Field(None, description="RL runs: the tasks whose training prompts were used.")
     speedups: dict[str, str] = Field(default_factory=dict, description="CPU speed-ups active during training "
                                      "(kositp/train/speedups.py).")
+    time_budget: dict | None = Field(None, description="With time_budget_minutes: the budget, whether training "
+                                     "stopped on it, steps done and planned, training seconds.")
 
     @model_validator(mode="after")
     def _one_weights_dir(self) -> RunRecord:
