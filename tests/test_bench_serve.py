@@ -52,7 +52,19 @@ def test_bench_serve_tiny_transformers(tmp_path):
         assert level["tokens_per_s"] == pytest.approx(raw["completion_tokens"] / raw["wall_s"])
         assert 0 < level["ttft_p50_s"] <= level["ttft_p95_s"] and 0 < level["latency_p50_s"] <= level["latency_p95_s"]
     assert tf["backend_stats"]["batched_requests"] >= 4 + 4 + 4  # warm-up burst and both levels
-    assert tf["backend_stats"]["onednn_linears"] > 0  # fp32 on CPU: the linears run through oneDNN
+    stats = tf["backend_stats"]
+    assert stats["dense_linears"] + stats["onednn_linears"] + stats["split_linears"] > 0  # the kernel of every linear
+    served = tf["served_settings"]  # what the server logged it used, with the CPU it was chosen for
+    assert served["max_batch_size"] == stats["max_batch_size"] and served["threads"] == stats["threads"] >= 1
+    assert served["cpu"] == report["machine"]["cpu"] and served["cpu_flags"] == report["machine"]["cpu_flags"]
+    assert f"threads {served['threads']}, max_batch_size {served['max_batch_size']}" in md
+    anatomy = report["anatomy"]
+    assert [s["batch"] for s in anatomy["steps"]] == [c["batch"] for c in anatomy["ceilings"]] == [1, 4]
+    for step in anatomy["steps"]:
+        assert step["output_projection_s"] > 0 and step["output_projection_fraction"] == pytest.approx(
+            step["output_projection_s"] / step["step_s"])
+    assert anatomy["bandwidth_gbs"] > 0 and anatomy["matmul_peak_gflops"] > 0
+    assert anatomy["traffic"]["bytes_per_step"] > anatomy["traffic"]["output_projection_bytes"] > 0
 
     rows = {(r["backend"], r["concurrency"]): r for r in report["summary"]["rows"]}
     assert set(rows) == {("transformers", 1), ("transformers", 4)}

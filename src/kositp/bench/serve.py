@@ -141,6 +141,17 @@ def _backend_stats(url: str) -> dict[str, float]:
     return {ln.split('"')[1]: float(ln.split()[-1]) for ln in text.splitlines() if ln.startswith("kositp_backend{")}
 
 
+SETTINGS_LINE = "serving settings json: "
+
+
+def served_settings(log: str) -> dict[str, Any] | None:
+    """The settings the transformers backend logged at start-up (linear kernels, threads, batch size, CPU)."""
+    for line in log.splitlines():
+        if SETTINGS_LINE in line:
+            return json.loads(line.split(SETTINGS_LINE, 1)[1])
+    return None
+
+
 def measure_backend(backend: str, model: str, dtype: str, vllm_dtype: str, prompts: list[str], concurrency: list[int],
                     max_new_tokens: int, runs: int, serve_set: list[str], advance=None) -> dict[str, Any]:
     from kositp.serve.loadtest import run_load
@@ -169,8 +180,48 @@ def measure_backend(backend: str, model: str, dtype: str, vllm_dtype: str, promp
                     advance(f"{backend} run {len(raw[c])}/{runs} concurrency {c}: {last['succeeded']} ok, "
                             f"{last['failed']} failed, {last['completion_tokens'] / last['wall_s']:.1f} tok/s")
         stats = _backend_stats(server.url)
+        settings = served_settings(server.log())
     return {"backend": backend, "serve_args": args, "startup_s": round(startup_s, 1), "backend_stats": stats,
+            "served_settings": settings,
             "levels": {str(c): _median_level(raw[c]) for c in concurrency}, "raw": {str(c): raw[c] for c in raw}}
+
+
+def measure_anatomy(model: str, dtype: str, prompts: list[str], batch_sizes: list[int],
+                    settings: dict[str, Any]) -> dict[str, Any]:
+    """The decode step as the server ran it (its logged settings applied to a fresh copy of the model):
+    the output projection's share at each batch size, and the ceiling from bandwidth and matmul peak."""
+    import torch
+
+    from kositp.bench.decode_ceiling import ceiling, step_anatomy, weight_traffic
+    from kositp.bench.machine import matmul_peak_gflops, memory_bandwidth_gbs
+    from kositp.chat import encode_prompt
+    from kositp.serve.backends.calibration import ServeSettings, apply_settings
+    from kositp.serve.backends.transformers import load_for_serving
+
+    mdl, tokenizer, eot = load_for_serving(model, dtype)
+    apply_settings(mdl, ServeSettings(settings["kernels"], settings["threads"], settings["max_batch_size"], "served"))
+    torch.set_flush_denormal(True)  # as the engine's worker does
+    try:
+        ids = [encode_prompt(tokenizer, [{"role": "user", "content": p}]) for p in prompts]
+        pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eot[0]
+        steps = step_anatomy(mdl, ids, pad, batch_sizes)
+        traffic = weight_traffic(mdl)
+    finally:
+        torch.set_flush_denormal(False)
+    del mdl
+    gc.collect()
+    bandwidth, peak = memory_bandwidth_gbs(), matmul_peak_gflops(dtype)
+    return {"threads": torch.get_num_threads(), "steps": steps, "traffic": traffic, "bandwidth_gbs": bandwidth,
+            "matmul_peak_gflops": peak, "ceilings": [ceiling(traffic, bandwidth, peak, b) for b in batch_sizes]}
+
+
+def torch_threads(n: int | None = None) -> int:
+    """torch's thread count, after setting it to `n` when given."""
+    import torch
+
+    if n:
+        torch.set_num_threads(n)
+    return torch.get_num_threads()
 
 
 def _vllm_version(python: str) -> str | None:
@@ -225,7 +276,8 @@ def render_markdown(report: dict[str, Any]) -> str:
         f"{s['prompts']} Korean prompts, greedy, at most "
         f"{s['max_new_tokens']} new tokens; {s['runs']} run(s), medians. Per concurrency level "
         f"max(prompts, concurrency) chat requests through the OpenAI API, half streamed.",
-        f"Machine: {m['cpu']}, {m['cores']} cores, torch {m['torch']}, transformers {m['transformers']}, "
+        f"Machine: {m['cpu']} (flags: {', '.join(m.get('cpu_flags') or []) or 'none of avx2/avx512'}), "
+        f"{m['cores']} cores, torch {m['torch']}, transformers {m['transformers']}, "
         f"vLLM {m.get('vllm') or 'not installed'}; load average before {report['load_before']}, "
         f"after {report['load_after']}.", "",
         "## Baseline: one-at-a-time `model.generate`", "",
@@ -252,6 +304,10 @@ def render_markdown(report: dict[str, Any]) -> str:
         elif b.get("backend_stats"):
             st = ", ".join(f"{k} {v:g}" for k, v in b["backend_stats"].items())
             lines += ["", f"- {name}: started in {b['startup_s']} s; backend counters after the runs: {st}"]
+        if b.get("served_settings"):
+            lines += ["", f"- {name} settings: {_describe_settings(b['served_settings'])}"]
+    if report.get("anatomy"):
+        lines += ["", *_anatomy_lines(report["anatomy"], s["dtype"])]
     lines += ["", "## Goals (concurrency 16 through the API vs the one-at-a-time baseline)", ""]
     for g in summary["goals"]:
         if g["met"] is None:
@@ -260,6 +316,30 @@ def render_markdown(report: dict[str, Any]) -> str:
             lines.append(f"- {g['backend']} ≥ {g['goal_ratio']:g}× the {g['baseline_dtype']} baseline: "
                          f"**{g['ratio']:.2f}×, {'met' if g['met'] else 'NOT met'}**")
     return "\n".join(lines) + "\n"
+
+
+def _describe_settings(st: dict[str, Any]) -> str:
+    kernels = ", ".join(f"{shape} {kernel}" for shape, kernel in st["kernels"].items()) or "none"
+    return (f"{st['source']} for {st['cpu']} ({', '.join(st['cpu_flags'])}): threads {st['threads']}, "
+            f"max_batch_size {st['max_batch_size']}, linear kernel by weight shape (in x out): {kernels}")
+
+
+def _anatomy_lines(a: dict[str, Any], dtype: str) -> list[str]:
+    t = a["traffic"]
+    lines = ["## Decode step: output projection share and physical ceiling", "",
+             f"A greedy decode step as the server runs it (threads: {a['threads']}), and the output projection "
+             f"alone on as many rows; medians of 6 steps. Weights read per step: "
+             f"{t['bytes_per_step'] / 1e6:,.0f} MB ({dtype}), of which the output projection "
+             f"{t['output_projection_bytes'] / 1e6:,.0f} MB; {t['flops_per_token'] / 1e9:.2f} GFLOP per token. "
+             f"Measured copy bandwidth {a['bandwidth_gbs']:.1f} GB/s, {dtype} matmul peak "
+             f"{a['matmul_peak_gflops']:.0f} GFLOP/s (2048², threads: {a['threads']}).", "",
+             "| batch | step (ms) | output projection (ms) | share | tokens/s | ceiling tokens/s (bound) | of ceiling |",
+             "|---:|---:|---:|---:|---:|---:|---:|"]
+    for step, c in zip(a["steps"], a["ceilings"], strict=True):
+        lines.append(f"| {step['batch']} | {step['step_s'] * 1e3:,.0f} | {step['output_projection_s'] * 1e3:,.0f} | "
+                     f"{step['output_projection_fraction']:.0%} | {step['tokens_per_s']:.1f} | "
+                     f"{c['tokens_per_s']:.1f} ({c['bound']}) | {step['tokens_per_s'] / c['tokens_per_s']:.0%} |")
+    return lines
 
 
 def _parse_list(text: str, what: str, cast=str) -> list:
@@ -377,6 +457,12 @@ def bench_serve(
                 result = {"skipped": f"kositp serve --backend {name} failed to start: {str(exc).splitlines()[0]}"}
                 progress.advance(task, runs * len(levels))
             report["backends"][name] = result | {"load_after": load_average()}
+        served = report["backends"].get("transformers", {}).get("served_settings")
+        if served:
+            progress.update(task, description="decode step anatomy and ceiling")
+            threads = torch_threads()
+            report["anatomy"] = measure_anatomy(model, dtype, texts, sorted({1, max(levels)}), served)
+            torch_threads(threads)
     report["load_after"] = load_average()
     report["summary"] = summarize(report)
     (out / "bench_serve.json").write_text(json.dumps(report, ensure_ascii=False, indent=2), encoding="utf-8")

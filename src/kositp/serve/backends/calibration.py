@@ -12,8 +12,8 @@ start-up the backend times the choices on the model it serves and keeps the fast
 - **threads**: each count from 1 to the cores torch sees, timed on a whole decode-shaped forward
   (one new token per row) at 1 row and at the largest batch; the count with the best sum of the two
   relative times wins, so neither one user nor a full batch is sacrificed.
-- **decode batch size** (`max_batch_size`): the batch keeps doubling from 1 while a doubling still
-  raises tokens/s by `BATCH_GAIN`, up to `MAX_BATCH`.
+- **decode batch size** (`max_batch_size`): 16, doubled while a doubling still raises tokens/s by
+  `BATCH_GAIN`, up to `MAX_BATCH`. Never below 16: a noisy measurement must not switch batching off.
 
 The result is cached in `$KOSITP_HOME/serve_calibration.json` under kositp.cpu_dtype's key (CPU
 model, dtype flags, torch version) plus the dtype and the model's linear shapes, so the next start
@@ -175,8 +175,8 @@ def choose_threads(step_s: dict[int, dict[int, float]]) -> int:
 
 
 def choose_batch(step_s: dict[int, float]) -> int:
-    """Keep doubling the decode batch while doing so raises tokens/s by `BATCH_GAIN`."""
-    chosen = 1
+    """From the smallest measured batch, keep doubling while doing so raises tokens/s by `BATCH_GAIN`."""
+    chosen = min(step_s)
     for b in sorted(step_s):
         if b > chosen and (b / step_s[b]) >= BATCH_GAIN * (chosen / step_s[chosen]):
             chosen = b
@@ -213,12 +213,12 @@ def measure(model: nn.Module, threads: int | None, max_batch_size: int | None, k
             torch.set_num_threads(n)
             step_s[n] = {b: decode_step_s(model, b, vocab) for b in (1, many)}
             log(f"calibration: {n} thread(s): decode step {step_s[n][1] * 1e3:.0f} ms at 1 row, "
-                f"{step_s[n][many] * 1e3:.0f} ms at {many}")
+                f"{step_s[n][many] * 1e3:.0f} ms at {many} rows")
         settings.threads = choose_threads(step_s)
         measured["step_s"] = step_s
     torch.set_num_threads(settings.threads)
     if max_batch_size is None:
-        sizes = [b for b in (1, 2, 4, 8, 16, 32) if b <= MAX_BATCH]
+        sizes = [DEFAULT_BATCH * 2**i for i in range(8) if DEFAULT_BATCH * 2**i <= MAX_BATCH]
         batch_s = {b: decode_step_s(model, b, vocab) for b in sizes}
         settings.max_batch_size = choose_batch(batch_s)
         measured["batch_step_s"] = batch_s
