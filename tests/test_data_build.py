@@ -225,7 +225,7 @@ def test_chat_and_preference_sets(tmp_path):
 
 def test_caps_and_near_duplicates(tmp_path):
     rows = [{"input": f"다음 글을 요약하세요. 가상시 버스 노선 {i}개를 전기버스로 바꾼다는 소식이 전해졌다.",
-             "output": "요약", "Task_name": "Summarization"} for i in range(5)]
+             "output": "가상시가 버스 노선을 전기버스로 바꾼다.", "Task_name": "Summarization"} for i in range(5)]
     rows += [dict(rows[0])]
     _write(tmp_path / "s.jsonl", "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
     cfg = BuildConfig(sources=[SourceConfig(format="kositp", path=str(tmp_path / "s.jsonl"))], max_per_task=1,

@@ -4,7 +4,9 @@ Pipeline (one streaming pass, then a cheap second pass over a spool file):
 1. every source adapter yields Documents / ready records / rejects;
 2. Documents go through the 22 task builders; examples are rendered with a template chosen by a
    stable hash of (seed, task, record key);
-3. each candidate is checked (empty answer, chat-template control tokens in content, PII masks),
+3. each candidate is checked (empty answer, chat-template control tokens in content, target
+   quality by task: `kositp.data.quality`), has its personal data masked, dropped or counted
+   (`kositp.data.pii`), is rejected when the source had already masked too much of it with '*',
    de-duplicated (exact, then near within task), length-filtered with the configured tokenizer on
    the rendered chat, and spooled;
 4. caps per task / per source keep a seeded, order-independent subset;
@@ -31,6 +33,7 @@ from pydantic import Field, field_validator, model_validator
 
 from kositp.chat import KNOWN_CONTROL_STRINGS, control_strings, find_control_strings
 from kositp.config import Config
+from kositp.data import pii, quality
 from kositp.data.dedup import Deduplicator
 from kositp.data.schema import Document, InstructionRecord, PreferenceRecord, Reject
 from kositp.data.sources import FORMAT_NAMES, format_names, get_format
@@ -144,7 +147,13 @@ class BuildConfig(Config):
                                   "chat template measure record length; none: no token filter.")
     max_tokens: int = Field(2048, ge=8, description="Records whose rendered chat is longer are rejected.")
     max_masked_ratio: float = Field(0.05, ge=0, le=1, description="Reject records whose text is more than this "
-                                    "share of '*' PII masks.")
+                                    "share of '*' characters, the masks some corpora ship their personal data "
+                                    "with (reason `masked_pii`).")
+    pii: Literal["mask", "drop", "keep"] = Field(
+        "mask", description="Personal data found in a record's text (e-mail addresses, Korean phone, resident "
+        "registration, card and account numbers, user info in URLs): `mask` replaces each with a typed "
+        "placeholder such as <이메일> or <전화번호>; `drop` rejects the record (reason `pii`); `keep` leaves "
+        "the text as it is. Findings are counted per kind in the card in every mode.")
     system_prompt: str | None = Field(None, description="Optional system message prepended to built records.")
     task_options: TaskOptionsConfig = Field(default_factory=TaskOptionsConfig, description="Builder thresholds.")
     plot: bool = Field(True, description="Write card.png with per-task counts.")
@@ -205,6 +214,8 @@ class _Stats:
         self.reject_reasons: Counter[str] = Counter()
         self.documents: Counter[str] = Counter()
         self.sampled_out: Counter[str] = Counter()
+        self.pii_found: Counter[str] = Counter()  # findings per kind
+        self.pii_records: Counter[str] = Counter()  # records with at least one finding of the kind
 
 
 class _LengthCounter:
@@ -229,6 +240,14 @@ def _record_id(task: str, key: str) -> str:
     return f"{task}-{stable_hash('id', task, key):016x}"
 
 
+def _passage(fields: dict[str, str]) -> str | None:
+    """The text a target is about: the context or table, else the one text-like field."""
+    for name in (*CONTEXT_FIELDS, "text", "summary", "title"):
+        if fields.get(name):
+            return fields[name]
+    return None
+
+
 def _example_record(ex: Example, doc: Document, cfg: BuildConfig) -> tuple[dict, str, str | None, str]:
     prompt, template_index = render_prompt(ex.task, ex.fields, ex.key, cfg.seed)
     messages = [{"role": "user", "content": prompt}, {"role": "assistant", "content": ex.answer}]
@@ -248,7 +267,10 @@ def _example_record(ex: Example, doc: Document, cfg: BuildConfig) -> tuple[dict,
 
 def _iter_candidates(cfg: BuildConfig, tasks: tuple[str, ...], stats: _Stats, opt: TaskOptions,
                      progress: Callable[[str], None]) -> Iterator[tuple[str, Any]]:
-    """("reject", Reject) | ("sft", (record, exact, near, group, ref)) | ("pref", (record, exact, ref))."""
+    """("reject", Reject) | ("sft", (record, exact, near, group, ref, passage)) | ("pref", (record, exact, ref)).
+
+    `passage` is the text a built example's target is about (None for ready-made records: the
+    quality rules then read the prompt)."""
     for src in cfg.sources:
         fmt = get_format(src.format)
         source_tasks = tuple(t for t in tasks if src.tasks is None or t in src.tasks)
@@ -269,7 +291,7 @@ def _iter_candidates(cfg: BuildConfig, tasks: tuple[str, ...], stats: _Stats, op
                         yield "reject", ex
                     else:
                         record, exact, near, group = _example_record(ex, item, cfg)
-                        yield "sft", (record, exact, near, group, item.ref)
+                        yield "sft", (record, exact, near, group, item.ref, _passage(ex.fields))
             elif isinstance(item, InstructionRecord):
                 if item.task in TASKS and item.task not in source_tasks:
                     continue  # a seed record of a task the build does not want: not read
@@ -279,7 +301,7 @@ def _iter_candidates(cfg: BuildConfig, tasks: tuple[str, ...], stats: _Stats, op
                 record = {"id": _record_id(item.task, item.ref), "task": item.task, "source": item.source,
                           "doc_id": item.doc_id, "messages": messages}
                 yield "sft", (record, item.prompt + "\x1f" + item.answer, f"{item.prompt} {item.answer}",
-                              item.task, item.ref)
+                              item.task, item.ref, None)
             elif isinstance(item, PreferenceRecord):
                 record = {"id": _record_id(item.task, item.ref), "task": item.task, "source": item.source,
                           "doc_id": item.doc_id, "prompt": item.prompt, "chosen": item.chosen,
@@ -292,6 +314,19 @@ def _all_contents(record: dict) -> str:
     """Every message content of a record, joined (instruction or preference)."""
     turns = record.get("messages") or [*record["prompt"], *record["chosen"], *record["rejected"]]
     return "\n".join(m["content"] for m in turns)
+
+
+def _mask_pii(record: dict, mode: str) -> Counter[str]:
+    """Findings per kind in every message content of the record; masked in place when mode is `mask`."""
+    found: Counter[str] = Counter()
+    for key in ("messages", "prompt", "chosen", "rejected"):
+        for message in record.get(key) or ():
+            masked, hits = pii.scan(message["content"])
+            if hits:
+                found += hits
+                if mode == "mask":
+                    message["content"] = masked
+    return found
 
 
 def _texts(record: dict) -> tuple[str, str]:
@@ -374,10 +409,10 @@ def build(cfg: BuildConfig, out: str | Path | None = None, progress: Callable[[s
                     reject(payload)
                     continue
                 if kind == "sft":
-                    record, exact, near, group, ref = payload
+                    record, exact, near, group, ref, passage = payload
                 else:
                     record, exact, ref = payload
-                    near, group = None, f"preference\x1f{record['task']}"
+                    near, group, passage = None, f"preference\x1f{record['task']}", None
                 prompt, answer = _texts(record)
                 rej_base = Reject(record["source"], ref, "", task=record["task"])
                 if not answer.strip():
@@ -390,6 +425,26 @@ def build(cfg: BuildConfig, out: str | Path | None = None, progress: Callable[[s
                     rej_base.detail = ", ".join(forged)
                     reject(rej_base)
                     continue
+                # Targets are judged as written by the source, before personal data is masked.
+                broken = quality.check_target(record["task"], answer, prompt, passage) if kind == "sft" else None
+                if broken:
+                    rej_base.reason, rej_base.detail = broken
+                    reject(rej_base)
+                    continue
+                found = _mask_pii(record, cfg.pii)
+                if found:
+                    stats.pii_found += found
+                    stats.pii_records.update(found.keys())
+                    if cfg.pii == "drop":
+                        rej_base.reason = "pii"
+                        rej_base.detail = ", ".join(sorted(found))
+                        reject(rej_base)
+                        continue
+                    if cfg.pii == "mask":  # duplicates and lengths are judged on the text that is written
+                        exact, near = pii.mask(exact), near and pii.mask(near)
+                        prompt, answer = _texts(record)
+                # '*' masks the source applied itself (not this build's placeholders): a record that is
+                # mostly stars says little.
                 if masked_ratio(prompt + answer) > cfg.max_masked_ratio:
                     rej_base.reason = "masked_pii"
                     reject(rej_base)
@@ -434,6 +489,9 @@ def build(cfg: BuildConfig, out: str | Path | None = None, progress: Callable[[s
             "documents": {"read": dict(sorted(stats.documents.items())),
                           "sampled_out": dict(sorted(stats.sampled_out.items())),
                           "per_split": counts["documents_per_split"]},
+            "pii": {"mode": cfg.pii, "found": {k: stats.pii_found[k] for k in pii.KINDS},
+                    "records": {k: stats.pii_records[k] for k in pii.KINDS}},
+            "target_quality": {r: stats.reject_reasons[r] for r in quality.REASONS},
             "lengths": length_stats(written_metas),
             "seed": cfg.seed,
             "config": cfg.model_dump(mode="json"),

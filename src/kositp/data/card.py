@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
+from kositp.data.pii import PLACEHOLDERS
 from kositp.data.task_names import TASKS
 
 SPLITS = ("train", "validation", "test")
@@ -67,6 +68,7 @@ def card_markdown(card: dict) -> str:
     lines += task_source_markdown(card)
     lines += ["", "## Rejects by reason", "", "| reason | count |", "|---|---:|"]
     lines += [f"| `{reason}` | {n} |" for reason, n in card["reject_reasons"].items()] or ["| (none) | 0 |"]
+    lines += target_quality_markdown(card) + pii_markdown(card)
     lines += ["", "## Lengths (characters; tokens when a tokenizer was given)", "",
               "| task | prompt p50 | prompt p95 | answer p50 | answer p95 | tokens p50 | tokens max |",
               "|---|---:|---:|---:|---:|---:|---:|"]
@@ -80,6 +82,29 @@ def card_markdown(card: dict) -> str:
               f"per split: {json.dumps(docs['per_split'])}. No document appears in two splits.", "",
               "## Config", "", "```json", json.dumps(card["config"], ensure_ascii=False, indent=2), "```", ""]
     return "\n".join(lines)
+
+
+def target_quality_markdown(card: dict) -> list[str]:
+    """Rejects of the target-quality rules (`kositp.data.quality`), zeros included, so the card shows they ran."""
+    checks = card.get("target_quality")
+    if checks is None:
+        return []
+    return ["", "## Target quality (rejects per rule; rules per task in docs/data.md)", "", "| rule | rejected |",
+            "|---|---:|", *(f"| `{rule}` | {n} |" for rule, n in checks.items())]
+
+
+def pii_markdown(card: dict) -> list[str]:
+    """Personal data found per kind (`kositp.data.pii`) and what the build did with it."""
+    info = card.get("pii")
+    if info is None:
+        return []
+    action = {"mask": "replaced by the placeholder", "drop": "records rejected as `pii`",
+              "keep": "left in the text"}[info["mode"]]
+    lines = ["", f"## Personal data (mode `{info['mode']}`: {action})", "",
+             "| kind | placeholder | found | records |", "|---|---|---:|---:|"]
+    lines += [f"| {kind} | `{PLACEHOLDERS.get(kind, '')}` | {n} | {info['records'].get(kind, 0)} |"
+              for kind, n in info["found"].items()]
+    return lines
 
 
 def task_source_counts(metas: list, split_of: dict) -> dict:
