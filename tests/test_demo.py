@@ -71,10 +71,12 @@ def test_quick_demo_runs_every_stage_then_reuses_them(tmp_path):
 
     # the comparison table has a column per model and a row per task with a figure in each cell
     table = (out / "demo.md").read_text(encoding="utf-8")
-    assert "| metric | base | sft | dpo |" in table
+    assert "| metric | examples | base | sft | dpo |" in table
     for task in TASKS:
         row = next(line for line in table.splitlines() if line.startswith(f"| tasks/{task}/"))
-        assert len(row.strip("|").split("|")) == 4, row
+        assert len(row.strip("|").split("|")) == 5, row
+    # the headline states the sample size and the paired SFT - base and DPO - SFT intervals
+    assert f"n = {first['test_records']} test records" in table and "| sft − base | dpo − sft |" in table
     demo_json = json.loads((out / "demo.json").read_text(encoding="utf-8"))
     assert demo_json["scores"] == first["scores"] and [s["name"] for s in demo_json["stages"]] == STAGES
 

@@ -218,3 +218,19 @@ def test_real_seed4_and_kobest_examples_give_every_headline_metric_an_interval(t
     assert all(report["sample_sizes"][k] == 10 for k in keys)
     assert set(report["intervals"]) == set(keys)
     assert report["suite_sizes"] == {"seed4": 20, "kobest": 20}
+
+
+def test_demo_table_states_the_sample_size_and_the_paired_intervals(tmp_path):
+    from kositp.demo import summary_table
+    from kositp.eval.compare import compare
+
+    for name, seed, skill in (("base", 1, 0.2), ("sft", 2, 0.9), ("dpo", 3, 0.9)):
+        write_run(tmp_path / name, seed, skill)
+    table = summary_table(compare([tmp_path / n for n in ("base", "sft", "dpo")], tmp_path / "cmp"))
+    assert "**n = 63 test records over 3 tasks**" in table
+    assert "| metric | base | sft | dpo | sft − base | dpo − sft |" in table
+    row = next(line for line in table.splitlines() if "`tasks/mean_primary`" in line)
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    assert all("[" in c for c in cells[1:]), row  # every value and difference with its interval
+    assert cells[4].startswith("**+") and cells[4].endswith("↑")  # SFT far above base: excludes zero
+    assert "- seed4: 30 examples per benchmark;" in table and "- kobest: 30 examples per benchmark;" in table

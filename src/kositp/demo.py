@@ -322,6 +322,54 @@ def comparison_table(out: Path, runs: tuple[str, ...] = ("base", "sft", "dpo")) 
     return table_md, result
 
 
+SUMMARY_KEYS = {"tasks/mean_primary": "mean primary metric", "tasks/valid_rate": "valid-format rate",
+                "tasks/checkable/mean_primary": "mean primary, tasks with a checkable answer"}
+SUMMARY_PAIRS = (("sft", "base"), ("dpo", "sft"))
+
+
+def paired_stat(comparison: dict, run: str, versus: str, key: str) -> dict | None:
+    for found in comparison["paired_bootstrap"]["comparisons"]:
+        if (found["run"], found["versus"]) == (run, versus):
+            return found["statistics"].get(key)
+    return None
+
+
+def summary_table(comparison: dict) -> str:
+    """The demo's headline: each model's held-out score with its 95% interval and the sample size, and the paired
+    intervals of SFT − base and DPO − SFT beside it; below, how the benchmark differences came out."""
+    from kositp.eval.bootstrap import difference_text
+    from kositp.eval.report import interval_text
+
+    runs = [r["name"] for r in comparison["runs"]]
+    n = max((v for v in comparison["suite_sizes"].get("tasks", {}).values() if v), default=0)
+    tasks = len({k.split("/")[1] for k in comparison["metrics"] if k.startswith("tasks/") and k.count("/") == 2})
+    pairs = [(a, b) for a, b in SUMMARY_PAIRS if a in runs and b in runs]
+    lines = [f"Held-out task suite: **n = {n} test records over {tasks} tasks**. Values: the score with its 95% "
+             "bootstrap interval; differences: paired on the same records, **bold** with ↑/↓ where the interval "
+             "excludes zero. Where an interval spans zero the runs cannot be told apart at this sample size.", "",
+             "| metric | " + " | ".join(runs) + " | " + " | ".join(f"{a} − {b}" for a, b in pairs) + " |",
+             "|---|" + "---|" * (len(runs) + len(pairs))]
+    for key, label in SUMMARY_KEYS.items():
+        values = comparison["metrics"].get(key, {})
+        cells = [interval_text(values.get(r), comparison["intervals"].get(key, {}).get(r),
+                               comparison["sample_sizes"].get(key, {}).get(r), 3) if values else "–" for r in runs]
+        cells += [difference_text(paired_stat(comparison, a, b, key), 3) for a, b in pairs]
+        lines.append(f"| {label} (`{key}`) | " + " | ".join(cells) + " |")
+    benchmark_lines = []
+    for suite in ("seed4", "kobest"):
+        sizes = {k: v for k, v in comparison["sample_sizes"].items() if k.startswith(suite + "/")}
+        if not sizes:
+            continue
+        per = sorted({n for v in sizes.values() for n in v.values() if n})
+        found = [(a, b, k, paired_stat(comparison, a, b, k)) for a, b in pairs for k in sizes]
+        clear = [f"{k} {a} − {b} {s['difference']:+.3f}" for a, b, k, s in found if s and s["excludes_zero"]]
+        benchmark_lines.append(f"- {suite}: {'/'.join(map(str, per))} examples per benchmark; paired differences "
+                               f"that exclude zero: {', '.join(clear) if clear else 'none'}.")
+    if benchmark_lines:
+        lines += ["", *benchmark_lines]
+    return "\n".join(lines) + "\n"
+
+
 def run_demo(cfg: DemoConfig, console=None) -> dict:
     """Run every stage; returns the summary written to out/demo.json."""
     from rich.console import Console
@@ -338,8 +386,10 @@ def run_demo(cfg: DemoConfig, console=None) -> dict:
         runner.run(stage, index, len(stages))
     runs = ("base", "sft", "dpo", "grpo") if cfg.rl else ("base", "sft", "dpo")
     table_md, comparison = comparison_table(cfg.out, runs)
+    headline_md = summary_table(comparison)
     metrics = comparison["metrics"].get(PRIMARY_METRIC, {})
     base, sft, dpo = (metrics.get(n) for n in ("base", "sft", "dpo"))
+    sft_gain = paired_stat(comparison, "sft", "base", PRIMARY_METRIC)
     summary = {
         "model": cfg.model or ("tiny" if cfg.quick else "default"),
         "quick": cfg.quick,
@@ -347,13 +397,21 @@ def run_demo(cfg: DemoConfig, console=None) -> dict:
         "stages": [{"name": o.name, "reused": o.reused, "seconds": round(o.seconds, 1)} for o in runner.outcomes],
         "primary_metric": PRIMARY_METRIC,
         "scores": {name: metrics.get(name) for name in runs},
+        "test_records": max((v for v in comparison["suite_sizes"].get("tasks", {}).values() if v), default=0),
+        "intervals": {name: comparison["intervals"].get(PRIMARY_METRIC, {}).get(name) for name in runs},
+        "paired": {f"{a}-{b}": paired_stat(comparison, a, b, PRIMARY_METRIC) for a, b in SUMMARY_PAIRS
+                   if a in runs and b in runs},
         "sft_beats_base": sft is not None and base is not None and sft > base,
+        "sft_beats_base_excluding_zero": bool(sft_gain and sft_gain["excludes_zero"] and sft_gain["difference"] > 0),
         "export": str(cfg.out / "export"),
     }
     (cfg.out / "demo.json").write_text(json.dumps(summary, ensure_ascii=False, indent=2), encoding="utf-8")
-    (cfg.out / "demo.md").write_text(table_md, encoding="utf-8")
+    (cfg.out / "demo.md").write_text("# kositp demo: " + " vs ".join(runs) + "\n\n" + headline_md + "\n" + table_md,
+                                     encoding="utf-8")
     console.rule("[bold]" + " vs ".join(name.upper() if name != "base" else name for name in runs))
-    console.print(table_md)
+    console.print(headline_md)
+    console.print(f"Every metric, with intervals and paired differences: {cfg.out / 'demo.md'} "
+                  f"(figure: {cfg.out / 'eval' / 'compare' / 'comparison.png'})")
     if not summary["sft_beats_base"]:
         console.print(f"[bold red]SFT did not beat the base model on {PRIMARY_METRIC} ({sft} vs {base})")
     return summary
