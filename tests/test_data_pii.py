@@ -141,3 +141,13 @@ def test_keep_mode_leaves_text_and_still_counts(tmp_path):
     card, rows, _ = _build(tmp_path, "keep")
     assert "010-2345-6789로 연락하세요." in [r["messages"][-1]["content"] for r in rows]
     assert card["pii"]["mode"] == "keep" and card["pii"]["records"]["phone"] == 3
+
+
+def test_preference_pairs_are_masked_too(tmp_path):
+    pair = {"prompt": "담당자 메일 주소를 알려 줘", "chosen": "담당자는 lee@example.org 입니다.", "rejected": "모릅니다."}
+    (tmp_path / "pref.jsonl").write_text(json.dumps(pair, ensure_ascii=False) + "\n", encoding="utf-8")
+    cfg = BuildConfig(sources=[SourceConfig(format="preference", path=str(tmp_path / "pref.jsonl"))],
+                      splits={"validation": 0, "test": 0}, plot=False)
+    card = build(cfg, tmp_path / "out").card
+    (row,) = [json.loads(line) for line in (tmp_path / "out" / "preference.jsonl").read_text(encoding="utf-8").splitlines()]
+    assert row["chosen"][-1]["content"] == "담당자는 <이메일> 입니다." and card["pii"]["found"]["email"] == 1
