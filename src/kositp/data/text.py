@@ -207,7 +207,8 @@ def is_self_contained(question: str) -> bool:
 
 
 def masked_ratio(text: str) -> float:
-    """Share of characters that are PII masks ('*'); heavily masked text is filtered."""
+    """Share of '*' characters: the masks a corpus put over its own personal data (the build's
+    `masked_pii` check; personal data the build finds itself is `kositp.data.pii`'s job)."""
     return text.count("*") / max(1, len(text))
 
 
