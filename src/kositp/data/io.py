@@ -29,6 +29,7 @@ STREAM_THRESHOLD = 8 * 1024 * 1024
 JSON_SUFFIXES = (".json", ".jsonl", ".parquet", ".txt")
 PART_RE = re.compile(r"^(?P<base>.+\.zip)\.part(?P<offset>\d+)$")
 PACKAGE_PREFIX = "package:"
+CORPORA_PREFIX = "corpora:"
 
 
 def natural_key(text: str) -> list:
@@ -36,11 +37,24 @@ def natural_key(text: str) -> list:
     return [int(tok) if tok.isdigit() else tok for tok in re.split(r"(\d+)", text)]
 
 
+def corpora_root() -> Path:
+    """Where `corpora:NAME/...` paths point: $KOSITP_CORPORA, else `shared/data/corpora` beside a checkout."""
+    given = os.environ.get("KOSITP_CORPORA")
+    root = Path(given).expanduser() if given else Path(__file__).resolve().parents[4] / "shared" / "data" / "corpora"
+    if not root.is_dir():
+        raise KositpError(f"corpus folder not found: {root} (set KOSITP_CORPORA to the folder that holds "
+                          "korquad/KorQuAD_v1.0_dev.json; see docs/data.md)")
+    return root
+
+
 def resolve_path(path: str) -> Path:
-    """A filesystem path, or `package:samples/...` for files shipped inside kositp/resources."""
+    """A filesystem path, `package:samples/...` for files shipped inside kositp/resources, or
+    `corpora:...` for the public corpora folder (`corpora_root`), which is never copied into kositp."""
     if path.startswith(PACKAGE_PREFIX):
         rel = path[len(PACKAGE_PREFIX):].lstrip("/")
         return Path(str(resources.files("kositp") / "resources" / rel))
+    if path.startswith(CORPORA_PREFIX):
+        return corpora_root() / path[len(CORPORA_PREFIX):].lstrip("/")
     return Path(path).expanduser()
 
 

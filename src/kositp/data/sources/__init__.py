@@ -26,16 +26,21 @@ def _formats() -> dict[str, SourceFormat]:
     from kositp.data.sources.aihub_summary import read_summary
     from kositp.data.sources.chat_sets import read_chat_set
     from kositp.data.sources.kisti import read_kisti
+    from kositp.data.sources.korquad import read_korquad
     from kositp.data.sources.plain_text import read_text
     from kositp.data.sources.seed import read_seed
 
     entries = [
         SourceFormat("aihub-mrc", "AIHub MRC family: 기계독해, 뉴스/행정/도서/기술과학 기계독해 (span, how, multiple "
-                     "choice, yes/no, table, unanswerable; answers as list or object)", read_mrc, "documents"),
+                     "choice, yes/no, table, unanswerable; answers as list or object); reads KorQuAD/SQuAD "
+                     "files as plain span QA", read_mrc, "documents"),
+        SourceFormat("korquad", "KorQuAD 1.0 / SQuAD v1 (data[{title, paragraphs}]), read by the aihub-mrc parser, "
+                     "plus evidence sentences, multiple choice from the article's other answers, unanswerable "
+                     "questions asked of another article, titles without '(...)'", read_korquad, "documents"),
         SourceFormat("aihub-table", "AIHub 표 정보 질의응답 (HTML tables, table_title, singular answer)", read_table,
                      "documents"),
-        SourceFormat("aihub-summary", "AIHub 문서요약 텍스트, 요약문 및 레포트 생성, 도서자료 요약, 논문자료 요약",
-                     read_summary, "documents"),
+        SourceFormat("aihub-summary", "AIHub 문서요약 텍스트, 요약문 및 레포트 생성, 도서자료 요약, 논문자료 요약, "
+                     "한국어 대화 요약 (one speaker turn per line)", read_summary, "documents"),
         SourceFormat("kisti", "KISTI 국내 논문 전문 텍스트 and 국내 논문 QA", read_kisti, "documents"),
         SourceFormat("text", "plain Korean .txt files, or konlpy:kolaw / konlpy:kobill", read_text, "documents"),
         SourceFormat("kositp", 'seed format {"input", "output", "Task_name"} (22 task names, any spelling)',
@@ -52,7 +57,7 @@ def _formats() -> dict[str, SourceFormat]:
     return {f.name: f for f in entries} | _REGISTERED
 
 
-FORMAT_NAMES = ("aihub-mrc", "aihub-table", "aihub-summary", "kisti", "text", "kositp", "alpaca", "sharegpt",
+FORMAT_NAMES = ("aihub-mrc", "korquad", "aihub-table", "aihub-summary", "kisti", "text", "kositp", "alpaca", "sharegpt",
                 "messages", "preference")
 EMITS = ("documents", "instructions", "preferences")
 _REGISTERED: dict[str, SourceFormat] = {}
