@@ -3,7 +3,9 @@
 Variants (sniffed per item): 문서요약 텍스트 `documents[]` with nested sentence lists and
 extractive *indices* (D7) and its older Dacon `article_original` form; 요약문 및 레포트 생성 with
 the real misspelled `Meta(Acqusition)` key (D8); 도서자료 요약 with nested `metadata` (D9);
-논문자료 요약 with the real misspelled `orginal_text` key (D10), also inside merged list dumps.
+논문자료 요약 with the real misspelled `orginal_text` key (D10), also inside merged list dumps;
+한국어 대화 요약 `{header: {dialogueInfo, participantsInfo}, body: {dialogue[], summary}}`, whose
+utterances are rendered one speaker turn per line ("P01: ...").
 """
 
 from __future__ import annotations
@@ -101,6 +103,43 @@ def _d10(item: dict, ref: str, source: str) -> Document | Reject:
                     summary_pairs=pairs, kind="summary", expects_summary=bool(entire))
 
 
+def _dialogue_lines(utterances: list) -> list[str] | Reject:
+    """One line per speaker turn, "P01: first utterance second utterance": a turn is a run of
+    utterances with the same turnID (or, without turnIDs, the same speaker), as the chat app sent them."""
+    lines: list[str] = []
+    last: tuple[Any, str] | None = None
+    for utt in utterances:
+        if not isinstance(utt, dict) or is_null(utt.get("utterance")):
+            continue
+        text = clean(utt["utterance"])
+        speaker = clean(utt.get("participantID"))
+        if not text:
+            continue
+        if not speaker:
+            return Reject("", "", "missing_field:participantID", detail=text[:50])
+        turn = (utt.get("turnID") or None, speaker)
+        if turn == last:
+            lines[-1] += " " + text
+        else:
+            lines.append(f"{speaker}: {text}")
+        last = turn
+    return lines
+
+
+def _dialogue(item: dict, ref: str, source: str) -> Document | Reject:
+    """한국어 대화 요약: the dialogue's turns as lines, its one reference summary."""
+    header = item.get("header") if isinstance(item.get("header"), dict) else {}
+    body = item["body"]
+    info = header.get("dialogueInfo") if isinstance(header.get("dialogueInfo"), dict) else {}
+    lines = _dialogue_lines(body.get("dialogue") if isinstance(body.get("dialogue"), list) else [])
+    if isinstance(lines, Reject):
+        lines.source, lines.ref = source, ref
+        return lines
+    return Document(source=source, doc_id=clean(info.get("dialogueID")) or ref, ref=ref, title=None,
+                    sentences=lines, summaries=_summaries(body.get("summary")), kind="dialogue",
+                    expects_summary=True)
+
+
 def parse_summary_item(item: Any, ref: str, source: str) -> Document | Reject:
     if not isinstance(item, dict):
         return Reject(source, ref, "malformed_record", detail=f"expected an object, got {type(item).__name__}")
@@ -114,6 +153,8 @@ def parse_summary_item(item: Any, ref: str, source: str) -> Document | Reject:
         doc = _d7(item, ref, source)
     elif "passage" in item and "summary" in item:
         doc = _d9(item, ref, source)
+    elif isinstance(item.get("body"), dict) and "dialogue" in item["body"]:
+        doc = _dialogue(item, ref, source)
     else:
         return Reject(source, ref, "unknown_layout", detail="no known summary keys")
     if isinstance(doc, Document) and not doc.sentences:

@@ -8,6 +8,7 @@ from kositp.data.schema import Document, Reject
 from kositp.data.task_names import KEYWORD_SEPARATOR, SIMPLIFICATION_MAX_CHARS
 from kositp.data.tasks.base import Example, TaskOptions
 from kositp.data.tasks.templates import stable_hash
+from kositp.data.text import split_clean_sentences
 
 Out = Iterator[Example | Reject]
 PROSE_KINDS = ("summary", "paper", "text", "mrc")
@@ -30,18 +31,24 @@ def _summary(doc: Document) -> str | None:
     return None
 
 
+def _body(doc: Document) -> str:
+    """The text a summary is written from: a dialogue keeps one speaker turn per line."""
+    return "\n".join(doc.sentences) if doc.kind == "dialogue" else doc.text
+
+
 def summarization(doc: Document, opt: TaskOptions) -> Out:
     task = "summarization"
-    if doc.kind not in ("summary", "paper"):
+    if doc.kind not in ("summary", "paper", "dialogue"):
         return
     summary = _summary(doc)
+    body = _body(doc)
     if summary is None:
         if doc.expects_summary:
             yield _reject(doc, task, "empty_summary")
-    elif len(summary) >= len(doc.text):
+    elif len(summary) >= len(body):
         yield _reject(doc, task, "summary_not_shorter")
     else:
-        yield Example(task, _key(doc, task), {"text": doc.text}, summary)
+        yield Example(task, _key(doc, task), {"text": body}, summary)
     for i, (section, section_summary) in enumerate(doc.summary_pairs):
         if len(section_summary) < len(section):
             yield Example(task, _key(doc, task, f"section{i}"), {"text": section}, section_summary)
@@ -59,6 +66,8 @@ def summary_expansion(doc: Document, opt: TaskOptions) -> Out:
 
 def text_simplification(doc: Document, opt: TaskOptions) -> Out:
     task = "text_simplification"
+    if doc.kind == "dialogue":  # a dialogue's summary retells it; it is not a simpler version of it
+        return
     candidates = [(doc.text, s) for s in doc.summaries] + list(doc.summary_pairs)
     if not candidates:
         return
@@ -90,16 +99,29 @@ def title2contents(doc: Document, opt: TaskOptions) -> Out:
         yield Example(task, _key(doc, task), {"title": doc.title}, doc.text)
 
 
+def _prose_units(doc: Document) -> Iterator[tuple[str, str, list[str]]]:
+    """(unit id, ref, sentences) of running text: the document's sentences, or for an MRC document each
+    text passage on its own, since its passages are excerpts and the last sentence of one does not
+    lead into the first of the next."""
+    if doc.kind not in PROSE_KINDS:
+        return
+    if doc.kind != "mrc":
+        yield "", doc.ref, doc.sentences
+        return
+    for i, passage in enumerate(doc.passages):
+        if passage.context_format == "text":
+            yield f"p{i}", f"{doc.ref}.p{i}", split_clean_sentences(passage.context)
+
+
 def text_completion(doc: Document, opt: TaskOptions) -> Out:
     task = "text_completion"
-    if doc.kind not in PROSE_KINDS or doc.kind == "mrc":
-        return
-    window = doc.sentences[: opt.completion_max_sentences]
-    if len(window) < 4:
-        yield _reject(doc, task, "too_few_sentences")
-        return
-    cut = max(1, min(len(window) - 1, round(len(window) * opt.completion_prefix_ratio)))
-    yield Example(task, _key(doc, task), {"text": " ".join(window[:cut])}, " ".join(window[cut:]))
+    for unit, ref, sentences in _prose_units(doc):
+        window = sentences[: opt.completion_max_sentences]
+        if len(window) < 4:
+            yield Reject(doc.source, ref, "too_few_sentences", task=task)
+            continue
+        cut = max(1, min(len(window) - 1, round(len(window) * opt.completion_prefix_ratio)))
+        yield Example(task, _key(doc, task, unit), {"text": " ".join(window[:cut])}, " ".join(window[cut:]))
 
 
 MIN_BLANK_HANGUL = 5  # the blanked sentence must say something a reader could infer from its neighbours
@@ -107,22 +129,21 @@ MIN_BLANK_HANGUL = 5  # the blanked sentence must say something a reader could i
 
 def text_composition(doc: Document, opt: TaskOptions) -> Out:
     task = "text_composition"
-    if doc.kind not in PROSE_KINDS or doc.kind == "mrc":
-        return
-    sentences = doc.sentences
-    if len(sentences) < 3:
-        yield _reject(doc, task, "too_few_sentences")
-        return
-    h = stable_hash(opt.seed, doc.source, doc.doc_id, task)
-    size = 3 if len(sentences) == 3 else 3 + h % 2  # 3 or 4 consecutive sentences
-    start = (h >> 8) % (len(sentences) - size + 1)
-    window = sentences[start: start + size]
-    middle = 1 if size == 3 else 1 + (h >> 16) % 2
-    if sum("가" <= ch <= "힣" for ch in window[middle]) < MIN_BLANK_HANGUL:
-        yield _reject(doc, task, "blank_sentence_too_short")  # e.g. a bare clause number: nothing to infer
-        return
-    shown = [*window[:middle], BLANK, *window[middle + 1:]]
-    yield Example(task, _key(doc, task), {"text": " ".join(shown)}, window[middle])
+    for unit, ref, sentences in _prose_units(doc):
+        if len(sentences) < 3:
+            yield Reject(doc.source, ref, "too_few_sentences", task=task)
+            continue
+        h = stable_hash(opt.seed, doc.source, doc.doc_id, task, *([unit] if unit else []))
+        size = 3 if len(sentences) == 3 else 3 + h % 2  # 3 or 4 consecutive sentences
+        start = (h >> 8) % (len(sentences) - size + 1)
+        window = sentences[start: start + size]
+        middle = 1 if size == 3 else 1 + (h >> 16) % 2
+        if sum("가" <= ch <= "힣" for ch in window[middle]) < MIN_BLANK_HANGUL:
+            # e.g. a bare clause number: nothing to infer
+            yield Reject(doc.source, ref, "blank_sentence_too_short", task=task)
+            continue
+        shown = [*window[:middle], BLANK, *window[middle + 1:]]
+        yield Example(task, _key(doc, task, unit), {"text": " ".join(shown)}, window[middle])
 
 
 def keyword_tagging(doc: Document, opt: TaskOptions) -> Out:
