@@ -83,7 +83,7 @@ class Document:
     summary_pairs: list[tuple[str, str]] = field(default_factory=list)  # (section text, its summary)
     keywords: list[str] = field(default_factory=list)
     body_html: str | None = None  # sectioned body rendered as <h1>/<p> (KISTI), for keyword tagging
-    kind: str = "mrc"  # "mrc" | "summary" | "paper" | "table" | "text": which checks apply
+    kind: str = "mrc"  # "mrc" | "summary" | "paper" | "table" | "text" | "dialogue": which checks apply
     expects_summary: bool = False  # the layout carries a summary field, so an empty one is a reject
 
     @property
