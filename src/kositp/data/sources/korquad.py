@@ -106,8 +106,12 @@ def _pool_pairs(docs: list[Document]) -> list[tuple[Document, Document]]:
     unanswerable = 0
     pairs = []
     while len(order) >= 2 and unanswerable < answerable:
-        pool, partner = order.pop(0), order.pop(0)
-        unanswerable += sum(1 for _ in _span_qas(pool))
+        pool = order.pop(0)
+        lent = sum(1 for _ in _span_qas(pool))
+        if not lent:  # nothing to lend: it stays an ordinary document
+            continue
+        partner = order.pop(0)
+        unanswerable += lent
         answerable -= len(pool.passages) + len(partner.passages)
         pairs.append((pool, partner))
     return pairs
