@@ -174,8 +174,9 @@ def test_comparison_draws_one_panel_per_suite_with_intervals_and_sizes(tmp_path)
     assert panels[1]["metrics"] == ["nsmc/macro_f1", "nsmc/macro_f1_valid_only", "hatespeech/macro_f1",
                                     "hatespeech/macro_f1_valid_only"]  # invalid rates stay in the tables
     assert panels[2]["metrics"] == ["hellaswag/acc", "hellaswag/f1"]
-    for panel in panels:  # one bar per run and metric, one error-bar set per run
-        assert panel["bars"] == 2 * len(panel["metrics"]) and panel["error_bars"] == 2
+    for panel in panels:  # one bar per run and metric; an error bar on each that has an interval
+        assert panel["bars"] == 2 * len(panel["metrics"])
+    assert [p["intervals"] for p in panels] == [2 * 4, 2 * 4, 2 * 2]  # the 3 open-ended answers have none
     image = matplotlib.image.imread(tmp_path / "cmp" / "comparison.png")
     assert list(image.shape[:2]) == result["figure"]["pixels"] and image.shape[0] > 700  # three panels stacked
     saved = json.loads((tmp_path / "cmp" / "comparison.json").read_text(encoding="utf-8"))

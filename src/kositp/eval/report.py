@@ -279,6 +279,7 @@ SUITE_TITLES = {
 }
 # Rates of failure or of bookkeeping read in the other direction or on another scale: tables only.
 FIGURE_SKIPS = ("invalid_rate", "scored_rate")
+FIGURE_DPI = 110
 
 
 def figure_panels(keys: list[str]) -> dict[str, list[str]]:
@@ -299,62 +300,77 @@ def _sizes_text(sizes: dict[str, int | None]) -> str:
     return "n = " + ", ".join(f"{n:,} ({run})" for run, n in known.items())
 
 
+def _metric_labels(keys: list[str], key_sizes: dict[str, dict[str, int | None]]) -> list[str]:
+    """Metric names without the suite; each with its n when the panel's metrics rest on different numbers."""
+    sizes = {k: sorted({n for n in key_sizes.get(k, {}).values() if n is not None}) for k in keys}
+    varied = len({tuple(v) for v in sizes.values()}) > 1
+    return [k.split("/", 1)[1] + (f" (n={'/'.join(map(str, sizes[k]))})" if varied and sizes[k] else "")
+            for k in keys]
+
+
+def _draw_panel(ax, keys: list[str], runs: list[str], values: dict, intervals: dict, colors: list[str]) -> None:
+    """Horizontal bars, one group per metric and one bar per run, with the 95% intervals as error bars."""
+    width = 0.8 / len(runs)
+    right = 1.0
+    for r, run in enumerate(runs):
+        scores = [values[k].get(run) or 0.0 for k in keys]
+        cis = [intervals.get(k, {}).get(run) for k in keys]
+        below = [v - ci[0] if ci else np.nan for v, ci in zip(scores, cis, strict=True)]
+        above = [ci[1] - v if ci else np.nan for v, ci in zip(scores, cis, strict=True)]
+        positions = [i + (r - (len(runs) - 1) / 2) * width for i in range(len(keys))]
+        bars = ax.barh(positions, scores, height=width, color=colors[r % len(colors)], label=run,
+                       xerr=[below, above], error_kw={"ecolor": "0.15", "capsize": 2, "elinewidth": 0.9})
+        for patch, ci in zip(bars.patches, cis, strict=True):
+            if not ci:
+                patch.set_alpha(0.45)  # pale: no interval, so no claim either way
+        right = max([right, *scores, *[ci[1] for ci in cis if ci]])
+    ax.set_xlim(0, right * 1.02)
+    ax.grid(axis="x", alpha=0.3)
+
+
+def _drawn_intervals(ax) -> int:
+    """Error bars actually drawn in `ax`, read back from its containers (a missing interval leaves an empty segment)."""
+    count = 0
+    for container in ax.containers:
+        if getattr(container, "errorbar", None) is not None:
+            for collection in container.errorbar.lines[2]:
+                count += sum(1 for segment in collection.get_segments() if segment.size and np.isfinite(segment).all())
+    return count
+
+
 def headline_figure(path: Path, runs: list[str], values: dict[str, dict[str, float | None]],
                     intervals: dict[str, dict[str, list[float] | None]], key_sizes: dict[str, dict[str, int | None]],
                     suite_sizes: dict[str, dict[str, int | None]], title: str) -> dict:
     """One panel per suite: its headline metrics as horizontal bars, one bar per run, 95% intervals as error bars,
     the number of examples in the panel title. Returns what was drawn, read back from the figure's axes."""
     panels = figure_panels(list(values))
-    if not panels:
+    if not panels or not runs:
         return {"panels": []}
     plt = _pyplot()
-    n_runs = max(1, len(runs))
-    rows = [len(keys) * n_runs for keys in panels.values()]
-    heights = [0.16 * r + 0.9 for r in rows]
+    heights = [0.16 * len(keys) * len(runs) + 0.9 for keys in panels.values()]
     fig, axes = plt.subplots(len(panels), 1, figsize=(9, sum(heights) + 0.9), squeeze=False,
                              gridspec_kw={"height_ratios": heights})
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-    bar = 0.8 / n_runs
     for ax, (suite, keys) in zip(axes[:, 0], panels.items(), strict=True):
-        per_key_n = {k: {v for v in key_sizes.get(k, {}).values() if v is not None} for k in keys}
-        varied = len({frozenset(v) for v in per_key_n.values()}) > 1
-        labels = [k.split("/", 1)[1] + (f" (n={'/'.join(map(str, sorted(per_key_n[k])))})"
-                                        if varied and per_key_n[k] else "") for k in keys]
-        top = 1.0
-        for r, run in enumerate(runs):
-            heights_ = [values[k].get(run) for k in keys]
-            bars = [v if v is not None else 0.0 for v in heights_]
-            cis = [intervals.get(k, {}).get(run) for k in keys]
-            low = [v - ci[0] if ci else np.nan for v, ci in zip(bars, cis, strict=True)]
-            high = [ci[1] - v if ci else np.nan for v, ci in zip(bars, cis, strict=True)]
-            positions = [i + (r - (n_runs - 1) / 2) * bar for i in range(len(keys))]
-            drawn = ax.barh(positions, bars, height=bar, color=colors[r % len(colors)], label=run,
-                            xerr=[low, high], error_kw={"ecolor": "0.15", "capsize": 2, "elinewidth": 0.9})
-            for patch, ci in zip(drawn.patches, cis, strict=True):
-                if not ci:
-                    patch.set_alpha(0.45)  # pale: no interval, so no claim either way
-            top = max([top, *bars, *[ci[1] for ci in cis if ci]])
+        _draw_panel(ax, keys, runs, values, intervals, colors)
         ax.set_yticks(range(len(keys)))
-        ax.set_yticklabels(labels, fontsize=8)
+        ax.set_yticklabels(_metric_labels(keys, key_sizes), fontsize=8)
         ax.invert_yaxis()
-        ax.set_xlim(0, top * 1.02)
-        ax.grid(axis="x", alpha=0.3)
         ax.set_title(f"{SUITE_TITLES.get(suite, suite)}: {_sizes_text(suite_sizes.get(suite, {}))}", fontsize=10,
                      loc="left")
-    handles, names = axes[0, 0].get_legend_handles_labels()
     if len(runs) > 1:
-        fig.legend(handles, names, loc="upper right", ncol=min(len(runs), 4), fontsize=9, frameon=False)
+        fig.legend(*axes[0, 0].get_legend_handles_labels(), loc="upper right", ncol=min(len(runs), 4), fontsize=9,
+                   frameon=False)
     fig.suptitle(title, x=0.01, ha="left", fontsize=11)
     fig.text(0.01, 0.005, "Error bars: 95% bootstrap interval (1,000 seeded redraws of the examples); "
              "none (pale bar) where a metric rests on fewer than ten examples.", fontsize=7, color="0.3")
     fig.tight_layout(rect=(0, 0.02, 1, 0.98))
-    fig.savefig(path, dpi=110, metadata={"Software": None})
+    fig.savefig(path, dpi=FIGURE_DPI, metadata={"Software": None})
     drawn = {"panels": [{"suite": suite, "title": ax.get_title(loc="left"),
                          "metrics": [t.get_text() for t in ax.get_yticklabels()],
-                         "bars": len(ax.patches),
-                         "error_bars": sum(1 for c in ax.containers if getattr(c, "errorbar", None) is not None)}
+                         "bars": len(ax.patches), "intervals": _drawn_intervals(ax)}
                         for ax, suite in zip(axes[:, 0], panels, strict=True)],
-             "runs": list(runs), "pixels": [round(v * 110) for v in fig.get_size_inches()[::-1]]}
+             "runs": list(runs), "pixels": [round(v * FIGURE_DPI) for v in fig.get_size_inches()[::-1]]}
     plt.close(fig)
     return drawn
 
