@@ -121,3 +121,16 @@ def test_dtype_variants_pin_bf16_and_check_what_auto_picks(tmp_path, tiny_model_
     md = (out / "bench_train.md").read_text(encoding="utf-8")
     assert f"**{ratio:.2f}×** tokens/s" in md
     assert "`bf16: auto` picks float32 on this CPU: " + ("agrees" if dtype["auto_agrees"] else "DISAGREES") in md
+
+
+@pytest.mark.parametrize(("before", "after", "busy"), [
+    ([1.5, 1.2, 1.0], [1.9, 1.4, 1.1], False),   # the bench's own two threads
+    ([3.2, 2.0, 1.0], [1.9, 1.4, 1.1], True),    # another job running when it started
+    ([1.0, 1.0, 1.0], [4.1, 2.0, 1.0], True),
+    ([], [], False),                              # no load average on this OS: no claim either way
+])
+def test_busy_machine_is_a_load_above_the_cores(before, after, busy):
+    from kositp.bench.train import busy_machine
+
+    report = {"machine": {"cores": 2}, "load_before": before, "load_after": after}
+    assert busy_machine(report) is busy

@@ -358,6 +358,12 @@ def _fmt(x, digits=2):
     return "—" if x is None else f"{x:,.{digits}f}"
 
 
+def busy_machine(report: dict[str, Any]) -> bool:
+    """Whether other work was running: the bench's own threads never push the 1-minute load past the cores."""
+    cores = report["machine"].get("cores") or 1
+    return any(load and load[0] > cores for load in (report["load_before"], report["load_after"]))
+
+
 def render_markdown(report: dict[str, Any]) -> str:
     s, cmp_, m = report["settings"], report["summary"]["comparison"], report["machine"]
     lines = [
@@ -373,6 +379,12 @@ def render_markdown(report: dict[str, Any]) -> str:
         f"torch {m['torch']}; load average before "
         f"{report['load_before']}, after {report['load_after']}.",
         "",
+    ]
+    if busy_machine(report):
+        lines += [f"**The machine was busy** (1-minute load average above its {m['cores']} cores before or after): "
+                  "other work shared the CPU, so single steps stall and the ratios below are noise-prone; re-run "
+                  "on a quiet machine before trusting them.", ""]
+    lines += [
         "| variant | bf16 | non-pad tokens/s | tokens/CPU-s | step time (s) | step CPU (s) | peak RSS (MB) "
         "| RSS after load (MB) | final loss | mean loss | loss tokens | positions |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|",
