@@ -44,10 +44,10 @@ def test_batch_keeps_doubling_while_tokens_per_second_rise_enough():
     assert choose_batch({16: 0.1, 32: 0.3, 64: 0.1}) == 16  # stops at the first doubling that does not pay
 
 
-def test_threads_balance_one_row_against_a_full_batch():
-    assert choose_threads({1: {1: 1.0, 16: 4.0}, 2: {1: 0.6, 16: 2.2}}) == 2
-    assert choose_threads({1: {1: 1.0, 16: 2.0}, 2: {1: 1.5, 16: 2.1}}) == 1
-    assert choose_threads({1: {1: 1.0, 16: 2.0}, 2: {1: 1.0, 16: 2.0}}) == 2  # a tie takes more threads
+def test_threads_are_chosen_for_a_lone_request_and_for_a_full_batch_apart():
+    step_s = {1: {1: 1.0, 16: 4.0}, 2: {1: 1.3, 16: 2.2}}
+    assert (choose_threads(step_s, 16), choose_threads(step_s, 1)) == (2, 1)
+    assert choose_threads({1: {1: 1.0}, 2: {1: 1.0}}, 1) == 2  # a tie takes more threads
 
 
 def test_row_split_linear_is_mkl_for_one_row_and_onednn_for_more_and_shares_the_weight():

@@ -69,8 +69,18 @@ PROMPTS = (
 
 
 def measure_baseline(model: str, dtype: str, prompts: list[str], max_new_tokens: int, runs: int,
-                     on_prompt=None, on_run=None) -> dict[str, Any]:
-    """One-at-a-time greedy `generate` in this process; tokens/s per run and the median."""
+                     on_prompt=None, on_run=None, threads: int | None = None) -> dict[str, Any]:
+    """One-at-a-time greedy `generate` in this process (torch's threads, or `threads`); tokens/s per run and
+    the median."""
+    default_threads = torch_threads()
+    threads = torch_threads(threads)
+    try:
+        return _baseline_runs(model, dtype, prompts, max_new_tokens, runs, on_prompt, on_run) | {"threads": threads}
+    finally:
+        torch_threads(default_threads)
+
+
+def _baseline_runs(model, dtype, prompts, max_new_tokens, runs, on_prompt, on_run) -> dict[str, Any]:
     import torch
 
     from kositp.chat import encode_prompt
@@ -199,12 +209,17 @@ def measure_anatomy(model: str, dtype: str, prompts: list[str], batch_sizes: lis
     from kositp.serve.backends.transformers import load_for_serving
 
     mdl, tokenizer, eot = load_for_serving(model, dtype)
-    apply_settings(mdl, ServeSettings(settings["kernels"], settings["threads"], settings["max_batch_size"], "served"))
+    threads, solo = settings["threads"], settings.get("solo_threads") or settings["threads"]
+    apply_settings(mdl, ServeSettings(settings["kernels"], threads, settings["max_batch_size"], "served"))
     torch.set_flush_denormal(True)  # as the engine's worker does
     try:
         ids = [encode_prompt(tokenizer, [{"role": "user", "content": p}]) for p in prompts]
         pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eot[0]
-        steps = step_anatomy(mdl, ids, pad, batch_sizes)
+        steps = []
+        for batch in batch_sizes:  # with the engine's thread count for a lone request and for a batch
+            torch.set_num_threads(solo if batch == 1 else threads)
+            steps += [step | {"threads": torch.get_num_threads()} for step in step_anatomy(mdl, ids, pad, [batch])]
+        torch.set_num_threads(threads)
         traffic = weight_traffic(mdl)
     finally:
         torch.set_flush_denormal(False)
@@ -281,10 +296,10 @@ def render_markdown(report: dict[str, Any]) -> str:
         f"vLLM {m.get('vllm') or 'not installed'}; load average before {report['load_before']}, "
         f"after {report['load_after']}.", "",
         "## Baseline: one-at-a-time `model.generate`", "",
-        "| dtype | tokens | tokens/s (median) | per run |", "|---|---|---|---|",
+        "| dtype | threads | tokens | tokens/s (median) | per run |", "|---|---|---|---|---|",
     ]
     for b in report["baselines"]:
-        lines.append(f"| {b['dtype']} | {b['tokens']} | {_f(b['tokens_per_s'])} | "
+        lines.append(f"| {b['dtype']} | {b.get('threads', '')} | {b['tokens']} | {_f(b['tokens_per_s'])} | "
                      f"{', '.join(_f(r['tokens_per_s']) for r in b['runs'])} |")
     dtypes = [b["dtype"] for b in report["baselines"]]
     lines += ["", "## Through the API", "",
@@ -327,16 +342,17 @@ def _describe_settings(st: dict[str, Any]) -> str:
 def _anatomy_lines(a: dict[str, Any], dtype: str) -> list[str]:
     t = a["traffic"]
     lines = ["## Decode step: output projection share and physical ceiling", "",
-             f"A greedy decode step as the server runs it (threads: {a['threads']}), and the output projection "
+             "A greedy decode step as the server runs it (its kernels and thread counts), and the output projection "
              f"alone on as many rows; medians of 6 steps. Weights read per step: "
              f"{t['bytes_per_step'] / 1e6:,.0f} MB ({dtype}), of which the output projection "
              f"{t['output_projection_bytes'] / 1e6:,.0f} MB; {t['flops_per_token'] / 1e9:.2f} GFLOP per token. "
              f"Measured copy bandwidth {a['bandwidth_gbs']:.1f} GB/s, {dtype} matmul peak "
              f"{a['matmul_peak_gflops']:.0f} GFLOP/s (2048², threads: {a['threads']}).", "",
-             "| batch | step (ms) | output projection (ms) | share | tokens/s | ceiling tokens/s (bound) | of ceiling |",
-             "|---:|---:|---:|---:|---:|---:|---:|"]
+             "| batch | threads | step (ms) | output projection (ms) | share | tokens/s | ceiling tokens/s (bound) "
+             "| of ceiling |", "|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for step, c in zip(a["steps"], a["ceilings"], strict=True):
-        lines.append(f"| {step['batch']} | {step['step_s'] * 1e3:,.0f} | {step['output_projection_s'] * 1e3:,.0f} | "
+        lines.append(f"| {step['batch']} | {step.get('threads', '')} | {step['step_s'] * 1e3:,.0f} | "
+                     f"{step['output_projection_s'] * 1e3:,.0f} | "
                      f"{step['output_projection_fraction']:.0%} | {step['tokens_per_s']:.1f} | "
                      f"{c['tokens_per_s']:.1f} ({c['bound']}) | {step['tokens_per_s'] / c['tokens_per_s']:.0%} |")
     return lines
@@ -373,6 +389,9 @@ def bench_serve(
     baseline_dtypes: str = typer.Option("float32,bfloat16", "--baseline-dtypes",
                                         help="dtypes of the one-at-a-time baseline; the first is the goals' "
                                         "reference (float32 = the seed's inference path)."),
+    baseline_threads: int = typer.Option(0, "--baseline-threads", min=0, max=512,
+                                         help="torch threads for the baseline (0: torch's default, all cores); "
+                                         "e.g. the server's own count, to compare like with like."),
     serve_set: list[str] = typer.Option([], "--set", help="key=value passed to `kositp serve` (repeatable), "
                                         "e.g. --set max_batch_size=8 to measure one lever."),
 ) -> None:
@@ -421,7 +440,7 @@ def bench_serve(
         "settings": {"model": model, "backends": chosen, "concurrency": levels, "prompts": prompts,
                      "max_new_tokens": max_new_tokens, "runs": runs, "dtype": dtype, "vllm_dtype": vllm_dtype,
                      "vllm_dtype_served": resolve_vllm_dtype(vllm_dtype, cpu_only_without_bf16()),
-                     "baseline_dtypes": base_dtypes,
+                     "baseline_dtypes": base_dtypes, "baseline_threads": baseline_threads or None,
                      "serve_set": list(serve_set), "requests_per_level": {str(c): max(prompts, c) for c in levels},
                      "prompt_texts": texts},
         "machine": machine,
@@ -440,8 +459,8 @@ def bench_serve(
 
         for d in base_dtypes:
             progress.update(task, description=f"baseline generate ({d})")
-            report["baselines"].append(measure_baseline(model, d, texts, max_new_tokens, runs, advance, advance) |
-                                       {"load_after": load_average()})
+            report["baselines"].append(measure_baseline(model, d, texts, max_new_tokens, runs, advance, advance,
+                                                        baseline_threads) | {"load_after": load_average()})
             gc.collect()  # the baseline's model is not needed while the servers run
         for name in chosen:
             if name == "vllm" and not has_vllm:

@@ -194,9 +194,12 @@ class BatchingEngine:
     """Owns the model on one worker thread and decodes queued jobs in one continuously refilled batch."""
 
     def __init__(self, model, tokenizer, eot_ids: list[int], max_batch_size: int = 16, batch_wait_ms: float = 5.0,
-                 flush_denormal: bool = True, continuous: bool = True, threads: int | None = None):
+                 flush_denormal: bool = True, continuous: bool = True, threads: int | None = None,
+                 solo_threads: int | None = None):
         self.flush_denormal = flush_denormal
-        self.threads = threads  # torch threads for the worker (None: leave torch's setting)
+        # torch threads for prefills and batched steps, and for a lone request's steps (None: torch's setting)
+        self.threads, self.solo_threads = threads, solo_threads or threads
+        self._threads_now: int | None = None
         self.continuous = continuous
         self.model = model
         self.tokenizer = tokenizer
@@ -284,8 +287,7 @@ class BatchingEngine:
             # Denormal floats are very slow on x86 and the dequantized default model produces many
             # (docs/serving.md has the measured difference).
             torch.set_flush_denormal(True)
-        if self.threads:
-            torch.set_num_threads(self.threads)  # OpenMP's thread count is per calling thread: set it here
+        self._use_threads(self.threads)
         batch: _RunningBatch | None = None
         while True:
             if batch is None:
@@ -309,12 +311,21 @@ class BatchingEngine:
                         job.emit(exc)
                 batch = None
 
+    def _use_threads(self, n: int | None) -> None:
+        """torch's thread count for the next forward; OpenMP's is per calling thread, so the worker sets it."""
+        if n and n != self._threads_now:
+            import torch
+
+            torch.set_num_threads(n)
+            self._threads_now = n
+
     def _prefill(self, jobs: list[Job]) -> _RunningBatch:
         """One left-padded forward over the newcomers' prompts; samples their first token."""
         import torch
 
         from kositp.batching import left_pad
 
+        self._use_threads(self.threads)
         self.prefills += 1
         self.rows_run += len(jobs)
         rows = [_Row(j, self.tokenizer, self.eot_ids) for j in jobs]
@@ -356,6 +367,7 @@ class BatchingEngine:
         import torch
 
         self.decode_steps += 1
+        self._use_threads(self.solo_threads if len(batch) == 1 else self.threads)
         if batch.mask is None:
             # No padding anywhere (a lone request): no mask to build, and every row's next position is
             # the cache length, which is what `model.generate` feeds a single sequence.

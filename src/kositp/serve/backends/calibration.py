@@ -10,8 +10,10 @@ start-up the backend times the choices on the model it serves and keeps the fast
   layer becomes a `RowSplitLinear` (MKL for a single row, oneDNN for more), which holds the weight in
   both layouts (free for a tied output projection: its dense weight is the input embedding's).
 - **threads**: each count from 1 to the cores torch sees, timed on a whole decode-shaped forward
-  (one new token per row) at 1 row and at the largest batch; the count with the best sum of the two
-  relative times wins, so neither one user nor a full batch is sacrificed.
+  (one new token per row) at 1 row and at the largest batch; the fastest at 1 row is used while a
+  single request decodes (`solo_threads`), the fastest at the largest batch otherwise (`threads`).
+  On a CPU shared with other jobs one thread can beat two several times over: OpenMP threads wait
+  for each other at every operation, and a descheduled one stalls the rest.
 - **decode batch size** (`max_batch_size`): 16, doubled while a doubling still raises tokens/s by
   `BATCH_GAIN`, up to `MAX_BATCH`. Never below 16: a noisy measurement must not switch batching off.
 
@@ -82,24 +84,29 @@ def plain_linears(model: nn.Module) -> dict[str, list[tuple[nn.Module, str, nn.L
 @dataclass
 class ServeSettings:
     kernels: dict[str, str]  # linear shape "INxOUT" -> dense | onednn | split
-    threads: int
+    threads: int  # torch threads for prefills and batched decode steps
     max_batch_size: int
     source: str  # measured | cached | pinned | defaults
     measured: dict = field(default_factory=dict)
     layers: dict[str, int] = field(default_factory=dict)  # layers per kernel once applied
+    solo_threads: int | None = None  # torch threads while one request decodes alone (None: `threads`)
+
+    def __post_init__(self) -> None:
+        self.solo_threads = self.solo_threads or self.threads
 
     def summary(self) -> dict:
         """What a benchmark report shows: the choices, where they came from, and the CPU they are for."""
         identity = cpu_identity()
         return {"kernels": self.kernels, "layers": self.layers, "threads": self.threads,
+                "solo_threads": self.solo_threads,
                 "max_batch_size": self.max_batch_size, "source": self.source, "cpu": identity.model,
                 "cpu_flags": list(identity.flags)}
 
     def describe(self) -> str:
         counts = {k: sum(1 for v in self.kernels.values() if v == k) for k in ("dense", "onednn", "split")}
         kernels = ", ".join(f"{k} {n}" for k, n in counts.items() if n) or "none"
-        return (f"linear kernels by shape: {kernels}; threads {self.threads}; max_batch_size {self.max_batch_size} "
-                f"({self.source})")
+        return (f"linear kernels by shape: {kernels}; threads {self.threads} ({self.solo_threads} for a lone request); "
+                f"max_batch_size {self.max_batch_size} ({self.source})")
 
 
 def apply_settings(model: nn.Module, settings: ServeSettings) -> dict[str, int]:
@@ -167,11 +174,9 @@ def decode_step_s(model: nn.Module, rows: int, vocab: int) -> float:
         return _median_call_s(lambda: model(input_ids=ids, use_cache=False, logits_to_keep=1), budget_s=0.2)
 
 
-def choose_threads(step_s: dict[int, dict[int, float]]) -> int:
-    """Thread count with the lowest sum of step times relative to the best at each batch size."""
-    sizes = next(iter(step_s.values())).keys()
-    best = {b: min(t[b] for t in step_s.values()) for b in sizes}
-    return min(step_s, key=lambda n: (sum(step_s[n][b] / best[b] for b in sizes), -n))
+def choose_threads(step_s: dict[int, dict[int, float]], batch: int) -> int:
+    """The thread count with the fastest decode step at `batch` rows (a tie takes more threads)."""
+    return min(step_s, key=lambda n: (step_s[n][batch], -n))
 
 
 def choose_batch(step_s: dict[int, float]) -> int:
@@ -214,7 +219,7 @@ def measure(model: nn.Module, threads: int | None, max_batch_size: int | None, k
             step_s[n] = {b: decode_step_s(model, b, vocab) for b in (1, many)}
             log(f"calibration: {n} thread(s): decode step {step_s[n][1] * 1e3:.0f} ms at 1 row, "
                 f"{step_s[n][many] * 1e3:.0f} ms at {many} rows")
-        settings.threads = choose_threads(step_s)
+        settings.threads, settings.solo_threads = choose_threads(step_s, many), choose_threads(step_s, 1)
         measured["step_s"] = step_s
     torch.set_num_threads(settings.threads)
     if max_batch_size is None:
@@ -271,7 +276,7 @@ def resolve_settings(model: nn.Module, linear_kernels: str = "auto", threads: in
     cached = read_cache(path).get(key)
     if isinstance(cached, dict) and isinstance(cached.get("kernels"), dict):
         settings = ServeSettings(cached["kernels"], int(cached["threads"]), int(cached["max_batch_size"]), "cached",
-                                 cached.get("measured", {}))
+                                 cached.get("measured", {}), solo_threads=cached.get("solo_threads"))
         apply_settings(model, settings)
         return settings
     log(f"calibration: measuring serving settings on {cpu_identity().describe()} (once; cached in {path})")

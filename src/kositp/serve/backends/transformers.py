@@ -90,7 +90,8 @@ class TransformersBackend(Backend):
         self.tokenizer = tokenizer
         self.context_length = int(getattr(model.config, "max_position_embeddings", 2048) or 2048)
         self.engine = BatchingEngine(model, tokenizer, eot, self.settings.max_batch_size, cfg.batch_wait_ms,
-                                     cfg.flush_denormal, cfg.continuous_batching, threads=self.settings.threads)
+                                     cfg.flush_denormal, cfg.continuous_batching, self.settings.threads,
+                                     self.settings.solo_threads)
         self.engine.start()
 
     async def stop(self) -> None:
@@ -111,7 +112,7 @@ class TransformersBackend(Backend):
         return {"batches": e.batches_run, "batched_requests": e.rows_run, "largest_batch": e.largest_batch,
                 "prefills": e.prefills, "joined_running_batch": e.joined_running, "decode_steps": e.decode_steps,
                 "unpadded_decode_steps": e.unpadded_steps, "max_batch_size": e.max_batch_size,
-                "threads": e.threads or 0, **{f"{kernel}_linears": n for kernel, n in layers.items()}}
+                "threads": e.threads or 0, "solo_threads": e.solo_threads or 0, **{f"{kernel}_linears": n for kernel, n in layers.items()}}
 
     def _check_model(self, requested: str) -> None:
         if requested not in self.model_ids:
