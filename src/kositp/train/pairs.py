@@ -324,9 +324,9 @@ def _card_markdown(card: dict[str, Any]) -> str:
                   "| rejected from | pairs |", "|---|---|"]
         lines += [f"| {k} | {v} |" for k, v in sorted(info["rejected_from"].items())]
         lines += ["", "| record without a pair: reason | records |", "|---|---|"]
-        lines += [f"| {k} | {v} |" for k, v in sorted(info["rejects"].items())]
+        lines += [f"| {k} | {v} |" for k, v in sorted(info["rejects"].items())] or ["| none | 0 |"]
         lines += ["", "| candidate scoring as well as chosen (discarded), from | candidates |", "|---|---|"]
-        lines += [f"| {k} | {v} |" for k, v in sorted(info["not_worse_candidates"].items())]
+        lines += [f"| {k} | {v} |" for k, v in sorted(info["not_worse_candidates"].items())] or ["| none | 0 |"]
         lines += ["", "| rule | pairs |", "|---|---|"] + [f"| {k} | {v} |" for k, v in sorted(info["rules"].items())]
         lines += ["", "| task | pairs |", "|---|---|"] + [f"| {k} | {v} |" for k, v in sorted(info["tasks"].items())]
         lines.append("")
