@@ -143,14 +143,16 @@ def _median_call_s(fn, budget_s: float = 0.05, rounds: int = 3) -> float:
     return statistics.median(samples)
 
 
-def time_kernels(layer: nn.Linear, rows: list[int]) -> dict[str, dict[int, float]]:
-    """Seconds per call of `dense` and `onednn` on this layer's weight, per row count (they alternate)."""
+def time_kernels(layer: nn.Linear, rows_threads: dict[int, int]) -> dict[str, dict[int, float]]:
+    """Seconds per call of `dense` and `onednn` on this layer's weight, per row count, each row count at its
+    thread count (the two kernels alternate, so a machine getting busier hurts neither)."""
     kernels = {"dense": layer, "onednn": OneDNNLinear(layer)}
     times: dict[str, dict[int, float]] = {k: {} for k in kernels}
     with torch.inference_mode():
-        for n in rows:
+        for n, threads in rows_threads.items():
+            torch.set_num_threads(threads)
             x = torch.randn(1, n, layer.in_features)  # (batch, positions, features) as a decoder calls it
-            for _ in range(2):  # twice each, alternating, so a machine getting busier hurts neither
+            for _ in range(2):
                 for name in KERNELS:
                     t = _median_call_s(lambda k=kernels[name], x=x: k(x))
                     times[name][n] = min(times[name].get(n, t), t)
@@ -192,26 +194,17 @@ def choose_batch(step_s: dict[int, float]) -> int:
 
 def measure(model: nn.Module, threads: int | None, max_batch_size: int | None, kernel: str | None,
             log=print) -> ServeSettings:
-    """Time the unpinned choices on `model` (which is left with the chosen kernels applied)."""
+    """Time the unpinned choices on `model`, which is left with the chosen kernels applied.
+
+    Threads first, on the model as loaded: on a busy CPU the thread count changes every other timing
+    (a parallel region waits for its slowest thread), so each kernel is then timed at the thread
+    count it will run with (a lone request's for 1 row, the batch's for many), and the batch size last.
+    """
     cores = os.cpu_count() or 1
-    if threads:
-        torch.set_num_threads(threads)
     vocab = model.get_output_embeddings().out_features
     many = max_batch_size or DEFAULT_BATCH
-    groups = plain_linears(model)
-    kernels, measured = {}, {"kernel_s": {}, "step_s": {}, "batch_step_s": {}}
-    for shape, layers in groups.items():
-        if kernel:
-            kernels[shape] = kernel
-            continue
-        times = time_kernels(layers[0][2], [1, many])
-        kernels[shape] = choose_kernel(times, 1, many)
-        measured["kernel_s"][shape] = times
-        log(f"calibration: {shape} at 1 / {many} rows: dense {times['dense'][1] * 1e3:.2f} / "
-            f"{times['dense'][many] * 1e3:.2f} ms, onednn {times['onednn'][1] * 1e3:.2f} / "
-            f"{times['onednn'][many] * 1e3:.2f} ms -> {kernels[shape]}")
-    settings = ServeSettings(kernels, threads or torch.get_num_threads(), many, "measured", measured)
-    apply_settings(model, settings)
+    measured: dict = {"step_s": {}, "kernel_s": {}, "batch_step_s": {}}
+    batch_threads = solo_threads = threads or torch.get_num_threads()
     if threads is None and cores > 1:
         step_s = {}
         for n in range(1, cores + 1):
@@ -219,9 +212,21 @@ def measure(model: nn.Module, threads: int | None, max_batch_size: int | None, k
             step_s[n] = {b: decode_step_s(model, b, vocab) for b in (1, many)}
             log(f"calibration: {n} thread(s): decode step {step_s[n][1] * 1e3:.0f} ms at 1 row, "
                 f"{step_s[n][many] * 1e3:.0f} ms at {many} rows")
-        settings.threads, settings.solo_threads = choose_threads(step_s, many), choose_threads(step_s, 1)
+        batch_threads, solo_threads = choose_threads(step_s, many), choose_threads(step_s, 1)
         measured["step_s"] = step_s
-    torch.set_num_threads(settings.threads)
+    kernels = {}
+    for shape, layers in plain_linears(model).items():
+        if kernel:
+            kernels[shape] = kernel
+            continue
+        times = time_kernels(layers[0][2], {1: solo_threads, many: batch_threads})
+        kernels[shape] = choose_kernel(times, 1, many)
+        measured["kernel_s"][shape] = times
+        log(f"calibration: {shape} at 1 / {many} rows: dense {times['dense'][1] * 1e3:.2f} / "
+            f"{times['dense'][many] * 1e3:.2f} ms, onednn {times['onednn'][1] * 1e3:.2f} / "
+            f"{times['onednn'][many] * 1e3:.2f} ms -> {kernels[shape]}")
+    settings = ServeSettings(kernels, batch_threads, many, "measured", measured, solo_threads=solo_threads)
+    apply_settings(model, settings)  # also sets the batch thread count for the batch-size timing
     if max_batch_size is None:
         sizes = [DEFAULT_BATCH * 2**i for i in range(8) if DEFAULT_BATCH * 2**i <= MAX_BATCH]
         batch_s = {b: decode_step_s(model, b, vocab) for b in sizes}
