@@ -22,10 +22,13 @@ def weight_traffic(model) -> dict[str, float]:
     """Bytes of weights a decode step reads and FLOPs per generated token, from the model's linear layers."""
     size = next(model.parameters()).element_size()
     head = model.get_output_embeddings()
-    linear_weights = 0
-    for module in model.modules():
+    linear_weights, counted = 0, []
+    for name, module in model.named_modules():
+        if any(name.startswith(prefix) for prefix in counted):
+            continue  # the inner layer of one counted already (a RowSplitLinear's oneDNN half)
         if hasattr(module, "in_features") and hasattr(module, "out_features"):
             linear_weights += module.in_features * module.out_features
+            counted.append(name + ".")
     head_weights = head.in_features * head.out_features
     return {"bytes_per_step": linear_weights * size, "output_projection_bytes": head_weights * size,
             "flops_per_token": 2 * linear_weights, "bytes_per_weight": size}
