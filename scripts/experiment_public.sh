@@ -44,7 +44,7 @@ else
   DOCS=${DOCS:-docs/experiments/public}
   MODEL=default
   LIMIT=${LIMIT:-300}
-  PAIRS_RECORDS=${PAIRS_RECORDS:-400}
+  PAIRS_RECORDS=${PAIRS_RECORDS:-300}
   DATA_SET=(tokenizer=default)
   SFT_SET=()
   PREF_SET=()
