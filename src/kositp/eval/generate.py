@@ -3,8 +3,11 @@
 Both take chat messages and return `Generation`s in input order, with greedy decoding, so a suite
 never knows which one it talks to. In-process generation renders prompts with the model's chat
 format (`kositp.chat.encode_prompt`: message content is always text, never control tokens), batches
-them with left padding (`kositp.batching.left_pad`) (sorted by length so little is
-padded), and stops on every end-of-turn id, as serving does. The API path is what users get from
+them with left padding (`kositp.batching.left_pad`), grouped by generation budget and then sorted by
+length (so a batch of one-word answers is not held to a long budget and little is padded), and stops
+on every end-of-turn id, as serving does; a batch ends as soon as every row has stopped.
+`max_new_tokens` is one budget for all conversations or one per conversation (the tasks suite gives
+each task its own). The API path is what users get from
 `kositp serve` or a vLLM server: `chat.completions` with temperature 0 over a bounded thread pool.
 """
 
@@ -13,11 +16,22 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from itertools import groupby
 
 from kositp.errors import KositpError
 
 Messages = list[dict]
 Progress = Callable[[int], None]  # called with the number of items just finished
+Budget = int | Sequence[int]  # max_new_tokens: one for every conversation, or one per conversation
+
+
+def per_conversation(max_new_tokens: Budget, n: int) -> list[int]:
+    if isinstance(max_new_tokens, int):
+        return [max_new_tokens] * n
+    budgets = list(max_new_tokens)
+    if len(budgets) != n:
+        raise ValueError(f"{len(budgets)} budgets for {n} conversations")
+    return budgets
 
 
 @dataclass(frozen=True)
@@ -49,8 +63,24 @@ class LocalGenerator:
         # Keep the end of an over-long prompt: the question and the generation prompt are there.
         return ids[-self.max_prompt_tokens:]
 
+    def count_tokens(self, text: str) -> int:
+        return len(self.loaded.tokenizer(text, add_special_tokens=False)["input_ids"])
+
+    def batches(self, encoded: list[list[int]], budgets: list[int], group_by_budget: bool = True) -> list[list[int]]:
+        """Indices per batch: longest prompts first; with `group_by_budget`, no batch mixes budgets."""
+        def budget_of(i: int) -> int:
+            return budgets[i] if group_by_budget else 0
+
+        order = sorted(range(len(encoded)), key=lambda i: (budget_of(i), -len(encoded[i]), i))
+        batches = []
+        for _, group in groupby(order, key=budget_of):
+            members = list(group)
+            batches += [members[k:k + self.batch_size] for k in range(0, len(members), self.batch_size)]
+        return batches
+
     def generate(
-        self, conversations: Sequence[Messages], max_new_tokens: int, progress: Progress | None = None
+        self, conversations: Sequence[Messages], max_new_tokens: Budget, progress: Progress | None = None,
+        group_by_budget: bool = True,
     ) -> list[Generation]:
         import torch
 
@@ -59,24 +89,24 @@ class LocalGenerator:
         tokenizer, model = self.loaded.tokenizer, self.loaded.model
         stop_ids = set(self.loaded.stop_ids)
         encoded = [self._encode(m) for m in conversations]
-        order = sorted(range(len(encoded)), key=lambda i: (-len(encoded[i]), i))
+        budgets = per_conversation(max_new_tokens, len(encoded))
         results: list[Generation | None] = [None] * len(encoded)
         pad_id = tokenizer.pad_token_id
-        for start in range(0, len(order), self.batch_size):
-            batch = order[start:start + self.batch_size]
+        for batch in self.batches(encoded, budgets, group_by_budget):
             padded = left_pad([encoded[i] for i in batch], pad_id)
             width = padded.width
             with torch.inference_mode():
                 out = model.generate(
                     input_ids=padded.input_ids,
                     attention_mask=padded.attention_mask,
-                    max_new_tokens=max_new_tokens,
+                    max_new_tokens=max(budgets[i] for i in batch),
                     do_sample=False,
                     eos_token_id=list(self.loaded.stop_ids),
                     pad_token_id=pad_id,
                 )
+            new_rows = out[:, width:].tolist()  # one device-to-host copy per batch
             for row, i in enumerate(batch):
-                new = out[row, width:].tolist()
+                new = new_rows[row][:budgets[i]]  # a mixed batch (grouping off) runs to its largest budget
                 cut = next((k for k, tok in enumerate(new) if tok in stop_ids), None)
                 kept = new if cut is None else new[:cut]
                 text = tokenizer.decode(kept, skip_special_tokens=True)
@@ -120,6 +150,10 @@ class ApiGenerator:
     def prompt_text(self, messages: Messages) -> str:
         return "\n".join(f"[{m['role']}] {m['content']}" for m in messages)
 
+    def count_tokens(self, text: str) -> int:
+        # The server's tokenizer is not at hand; UTF-8 bytes bound the count of any byte-level tokenizer.
+        return len(text.encode("utf-8"))
+
     def _one(self, messages: Messages, max_new_tokens: int) -> Generation:
         import openai
 
@@ -136,16 +170,19 @@ class ApiGenerator:
         return Generation((choice.message.content or "").strip(), choice.finish_reason == "stop", tokens)
 
     def generate(
-        self, conversations: Sequence[Messages], max_new_tokens: int, progress: Progress | None = None
+        self, conversations: Sequence[Messages], max_new_tokens: Budget, progress: Progress | None = None,
+        group_by_budget: bool = True,  # requests are independent: nothing to group
     ) -> list[Generation]:
-        def task(messages: Messages) -> Generation:
-            result = self._one(messages, max_new_tokens)
+        budgets = per_conversation(max_new_tokens, len(conversations))
+
+        def task(messages: Messages, budget: int) -> Generation:
+            result = self._one(messages, budget)
             if progress:
                 progress(1)
             return result
 
         with ThreadPoolExecutor(max_workers=self.concurrency) as pool:
-            return list(pool.map(task, conversations))  # map keeps input order
+            return list(pool.map(task, conversations, budgets))  # map keeps input order
 
     def describe(self) -> dict:
         return {"backend": self.kind, "api": self.base_url, "model": self.model, "concurrency": self.concurrency}

@@ -131,6 +131,7 @@ def markdown(report: dict) -> str:
         lines += _table(["task", "kind", "n", "primary", "valid rate", "other metrics"], rows)
         if m["summary"]["tasks_missing"]:
             lines += ["", f"Tasks absent from the test split: {', '.join(m['summary']['tasks_missing'])}."]
+        lines += ["", *tasks_budget_markdown(suites["tasks"]["settings"], m["per_task"])]
         lines.append("")
     if "seed4" in suites:
         m = suites["seed4"]["metrics"]
@@ -153,6 +154,19 @@ def markdown(report: dict) -> str:
     lines += headline_markdown(report)
     lines += ["Per-example outputs: `predictions.jsonl`. Overview chart: `report.png`; details: `charts/`.", ""]
     return "\n".join(lines)
+
+
+def tasks_budget_markdown(settings: dict, per_task: dict) -> list[str]:
+    """Each task's generation budget and how many of its outputs it cut (no end-of-turn within it)."""
+    budgets = settings.get("max_new_tokens_per_task")
+    if not budgets:
+        return []
+    cut = settings.get("cut_by_budget", {})
+    rule = settings.get("budget_rule") or f"max_new_tokens={settings.get('max_new_tokens')} for every task"
+    text = ", ".join(f"{task} {budgets[task]} ({cut.get(task, 0)}/{e['n']} cut)"
+                     for task, e in per_task.items() if task in budgets)
+    return [f"Generation budget per task ({settings.get('task_budget', 'fixed')}: {rule}); outputs cut by it: "
+            f"{sum(cut.values())} of {sum(e['n'] for e in per_task.values())}. {text}."]
 
 
 def interval_text(value: float | None, ci: list[float] | None, n: int | None, digits: int = 4) -> str:

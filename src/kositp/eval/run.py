@@ -63,7 +63,11 @@ class EvalConfig(Config):
     limit: int | None = Field(None, ge=1, le=10_000_000, description="At most N examples per task/benchmark "
                               "(a seeded sample, the same for every model).")
     seed: int = Field(0, description="Seed of the --limit samples (decoding is greedy, so nothing else is random).")
-    max_new_tokens: int = Field(256, ge=1, le=8192, description="Generation budget for the tasks suite.")
+    max_new_tokens: int = Field(256, ge=1, le=8192, description="Generation budget for the tasks suite (with "
+                                "task_budget=references, the cap of every task's own budget).")
+    task_budget: Literal["references", "fixed"] = Field(
+        "references", description="tasks suite: `references` gives each task its own budget, min(max_new_tokens, "
+        "ceil(1.5 × its longest gold answer in the test split, in tokens) + 16); `fixed`: max_new_tokens for all.")
     label_max_new_tokens: int = Field(16, ge=1, le=1024, description="Generation budget for classification "
                                       "answers (seed4); a longer answer is cut and usually invalid.")
     batch_size: int = Field(8, ge=1, le=1024, description="In-process batch size (generation and scoring).")
@@ -193,6 +197,7 @@ def evaluate(cfg: EvalConfig, show_progress: bool = True) -> dict:
             timings[f"{suite}_s"] = time.perf_counter() - t0
 
     decoding = {"strategy": "greedy", "temperature": 0.0, "max_new_tokens": cfg.max_new_tokens,
+                "task_budget": cfg.task_budget,
                 "label_max_new_tokens": cfg.label_max_new_tokens, "stop": "end-of-turn tokens of the chat format",
                 "batch_size": cfg.batch_size if cfg.model else None, "dtype": dtype if cfg.model else None}
     if loaded is not None:
@@ -218,7 +223,7 @@ def _run_suite(suite: str, cfg: EvalConfig, generator, loaded, progress):
     if suite == "tasks":
         from kositp.eval.suites import tasks
 
-        return tasks.run(generator, cfg.data, cfg.limit, cfg.seed, cfg.max_new_tokens, progress)
+        return tasks.run(generator, cfg.data, cfg.limit, cfg.seed, cfg.max_new_tokens, progress, cfg.task_budget)
     if suite == "seed4":
         from kositp.eval.suites import seed4
 

@@ -13,11 +13,17 @@
 
 Every task also gets `valid_rate`: the share of outputs in the task's answer format. Invalid
 outputs stay in every average (as wrong answers); nothing is dropped.
+
+Generation budget (`task_budget`): `references` gives each task its own `max_new_tokens`, derived
+from that task's gold answers in the whole test split (a task-level setting like lm-eval's
+per-task `max_gen_toks`, never per example, and the same under any --limit); `fixed` gives every
+task the configured `max_new_tokens`, which also caps the per-task budgets.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import random
 from collections import defaultdict
 from pathlib import Path
@@ -67,6 +73,11 @@ PRIMARY: dict[str, str] = {
 OPEN_ENDED_KINDS = ("title", "long")
 SHORT_ANSWER_MAX_CHARS = 200  # a "short answer" longer than this is not in the short-answer format
 KEYWORD_MAX_CHARS = 30
+# A right answer is seldom much longer than the task's longest gold answer: ×1.5 + 16 tokens leaves room
+# for other wording, another tokenization and the end-of-turn token, and cuts only rambling.
+BUDGET_FACTOR = 1.5
+BUDGET_SLACK = 16
+BUDGET_RULE = f"min(max_new_tokens, ceil({BUDGET_FACTOR} × the task's longest gold answer in tokens) + {BUDGET_SLACK})"
 
 
 def kind_of(task: str) -> str:
@@ -117,6 +128,19 @@ def select(records: list[dict], limit: int | None, seed: int) -> list[dict]:
         indices = by_task[task]
         keep.update(indices if len(indices) <= limit else random.Random(f"{seed}:{task}").sample(indices, limit))
     return [r for i, r in enumerate(records) if i in keep]
+
+
+def task_budgets(records: list[dict], count_tokens, max_new_tokens: int, mode: str = "references") -> dict[str, int]:
+    """max_new_tokens per task: `fixed`, or by BUDGET_RULE from every record's gold answer (`references`)."""
+    if mode == "fixed":
+        return {task: max_new_tokens for task in sorted({r["task"] for r in records})}
+    if mode != "references":
+        raise KositpError(f"unknown task_budget {mode!r} (references or fixed)")
+    longest: dict[str, int] = defaultdict(int)
+    for record in records:
+        n = count_tokens(record["messages"][-1]["content"])
+        longest[record["task"]] = max(longest[record["task"]], n)
+    return {task: min(max_new_tokens, math.ceil(BUDGET_FACTOR * n) + BUDGET_SLACK) for task, n in sorted(longest.items())}
 
 
 def _user_text(messages: list[dict]) -> str:
@@ -203,12 +227,16 @@ def aggregate(examples: list[dict]) -> dict:
     return {"per_task": per_task, "summary": summary}
 
 
-def run(generator, data: Path, limit: int | None, seed: int, max_new_tokens: int, progress=None) -> SuiteResult:
-    records = select(load_test_split(data), limit, seed)
+def run(generator, data: Path, limit: int | None, seed: int, max_new_tokens: int, progress=None,
+        task_budget: str = "references") -> SuiteResult:
+    split = load_test_split(data)
+    budgets = task_budgets(split, generator.count_tokens, max_new_tokens, task_budget)
+    records = select(split, limit, seed)
     prompts = [r["messages"][:-1] for r in records]
     if progress:
         progress.start("tasks: generating", len(records))
-    generations = generator.generate(prompts, max_new_tokens, progress.advance if progress else None)
+    generations = generator.generate(prompts, [budgets[r["task"]] for r in records],
+                                     progress.advance if progress else None)
     examples = []
     for record, messages, gen in zip(records, prompts, generations, strict=True):
         gold = record["messages"][-1]["content"]
@@ -221,7 +249,14 @@ def run(generator, data: Path, limit: int | None, seed: int, max_new_tokens: int
             "output": gen.text,
             "gold": gold,
             "finished": gen.finished,
+            "n_tokens": gen.n_tokens,
             **scored,
         })
-    settings = {"data": str(data), "limit_per_task": limit, "max_new_tokens": max_new_tokens}
+    cut: dict[str, int] = defaultdict(int)
+    for example in examples:
+        cut[example["task"]] += not example["finished"]
+    settings = {"data": str(data), "limit_per_task": limit, "max_new_tokens": max_new_tokens,
+                "task_budget": task_budget, "budget_rule": BUDGET_RULE if task_budget == "references" else None,
+                "max_new_tokens_per_task": budgets,
+                "cut_by_budget": {task: cut[task] for task in sorted(cut)}}
     return SuiteResult("tasks", aggregate(examples), examples, settings)
