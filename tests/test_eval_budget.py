@@ -54,12 +54,13 @@ def test_grouping_by_budget_keeps_generations_and_order_when_budgets_are_equal(g
     assert grouped == one_by_one  # each output belongs to its own prompt, in input order
 
 
-def test_batches_never_mix_budgets_and_each_row_keeps_its_budget(generator):
+def test_batches_are_ordered_by_budget_and_each_row_keeps_its_budget(generator):
     budgets = [4, 12, 4, 12, 4, 7]
     encoded = [generator._encode(c) for c in _conversations()]
     batches = generator.batches(encoded, budgets, group_by_budget=True)
     assert sorted(i for b in batches for i in b) == list(range(len(PROMPTS)))
-    assert all(len({budgets[i] for i in b}) == 1 and len(b) <= generator.batch_size for b in batches)
+    assert [sorted(budgets[i] for i in b) for b in batches] == [[4, 4], [4, 7], [12, 12]]  # full, by budget
+    assert all(len(encoded[b[0]]) >= len(encoded[b[1]]) for b in batches if budgets[b[0]] == budgets[b[1]])
     assert any(len({budgets[i] for i in b}) > 1 for b in generator.batches(encoded, budgets, group_by_budget=False))
 
     grouped = generator.generate(_conversations(), budgets, group_by_budget=True)

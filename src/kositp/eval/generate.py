@@ -3,8 +3,8 @@
 Both take chat messages and return `Generation`s in input order, with greedy decoding, so a suite
 never knows which one it talks to. In-process generation renders prompts with the model's chat
 format (`kositp.chat.encode_prompt`: message content is always text, never control tokens), batches
-them with left padding (`kositp.batching.left_pad`), grouped by generation budget and then sorted by
-length (so a batch of one-word answers is not held to a long budget and little is padded), and stops
+them with left padding (`kositp.batching.left_pad`), ordered by generation budget and then by length
+(so a batch of one-word answers is not held to a long budget and little is padded), and stops
 on every end-of-turn id, as serving does; a batch ends as soon as every row has stopped.
 `max_new_tokens` is one budget for all conversations or one per conversation (the tasks suite gives
 each task its own). The API path is what users get from
@@ -16,7 +16,6 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from itertools import groupby
 
 from kositp.errors import KositpError
 
@@ -67,16 +66,16 @@ class LocalGenerator:
         return len(self.loaded.tokenizer(text, add_special_tokens=False)["input_ids"])
 
     def batches(self, encoded: list[list[int]], budgets: list[int], group_by_budget: bool = True) -> list[list[int]]:
-        """Indices per batch: longest prompts first; with `group_by_budget`, no batch mixes budgets."""
+        """Indices per batch, longest prompts first; with `group_by_budget`, ordered by budget before length.
+
+        Batches stay full: a batch that straddles two budgets runs to the larger and each row is cut to its
+        own, so many small tasks do not become many small batches, each paying its own decode steps.
+        """
         def budget_of(i: int) -> int:
             return budgets[i] if group_by_budget else 0
 
         order = sorted(range(len(encoded)), key=lambda i: (budget_of(i), -len(encoded[i]), i))
-        batches = []
-        for _, group in groupby(order, key=budget_of):
-            members = list(group)
-            batches += [members[k:k + self.batch_size] for k in range(0, len(members), self.batch_size)]
-        return batches
+        return [order[k:k + self.batch_size] for k in range(0, len(order), self.batch_size)]
 
     def generate(
         self, conversations: Sequence[Messages], max_new_tokens: Budget, progress: Progress | None = None,
