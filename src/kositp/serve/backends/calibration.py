@@ -19,11 +19,12 @@ start-up the backend times the choices on the model it serves and keeps the fast
 
 The result is cached in `$KOSITP_HOME/serve_calibration.json` under kositp.cpu_dtype's key (CPU
 model, dtype flags, torch version) plus the dtype and the model's linear shapes, so the next start
-reads it. Pinning: the serve settings `linear_kernels` (onednn|dense), `threads` (or the
+reads it; the entry records the load average it was measured under, since a busy machine favours
+fewer threads. Pinning: the serve settings `linear_kernels` (onednn|dense), `threads` (or the
 environment's `OMP_NUM_THREADS`) and `max_batch_size` fix those choices (measurement only fills
-what is left as auto);
-`calibrate: false` or `KOSITP_SERVE_CALIBRATION=off` measures nothing and uses oneDNN, all
-threads and 16. `python -m kositp.serve.backends.calibration [MODEL]` measures afresh and prints.
+what is left as auto); `calibrate: false` or `KOSITP_SERVE_CALIBRATION=off` measures nothing and
+uses oneDNN, all threads and 16. `python -m kositp.serve.backends.calibration [MODEL]` measures
+afresh and prints (caching nothing).
 """
 
 from __future__ import annotations
@@ -290,7 +291,8 @@ def resolve_settings(model: nn.Module, linear_kernels: str = "auto", threads: in
         settings = measure(model, threads, max_batch_size, kernel, log)
     finally:
         torch.set_flush_denormal(False)
-    write_cache(path, key, asdict(settings) | {"measured_on": time.strftime("%Y-%m-%d")})
+    write_cache(path, key, asdict(settings) | {"measured_on": time.strftime("%Y-%m-%d"),
+                                               "load_average": [round(x, 2) for x in os.getloadavg()]})
     return settings
 
 
@@ -300,6 +302,7 @@ def main() -> None:
     from kositp.serve.backends.transformers import load_for_serving
 
     model, _, _ = load_for_serving(sys.argv[1] if len(sys.argv) > 1 else "default", "float32")
+    torch.set_flush_denormal(True)  # as the engine's worker does
     print(measure(model, None, None, None).describe())
 
 
