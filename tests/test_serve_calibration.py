@@ -89,6 +89,7 @@ def test_pinned_or_switched_off_calibration_measures_nothing(tiny, tmp_path, mon
 def test_measured_settings_are_cached_per_cpu_and_keep_greedy_output(tiny, tmp_path, monkeypatch):
     monkeypatch.setenv("KOSITP_HOME", str(tmp_path))
     monkeypatch.setenv("OMP_NUM_THREADS", "1")  # pins the thread count: only kernels and batch size are timed
+    monkeypatch.setattr(calibration, "load_average", lambda: [0.5, 0.5, 0.5])  # a busy test run must not re-measure
     plain, tokenizer, _ = tiny()
     model, _, _ = tiny()
     lines: list[str] = []
@@ -108,3 +109,23 @@ def test_measured_settings_are_cached_per_cpu_and_keep_greedy_output(tiny, tmp_p
     with torch.inference_mode():
         expected = plain.generate(ids, max_new_tokens=12, do_sample=False)
         assert torch.equal(again.generate(ids, max_new_tokens=12, do_sample=False), expected)
+
+
+def test_settings_cached_on_a_busy_machine_are_measured_again_once_it_is_quiet(tiny, tmp_path, monkeypatch):
+    monkeypatch.setenv("KOSITP_HOME", str(tmp_path))
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    model, _, _ = tiny()
+    monkeypatch.setattr(calibration, "load_average", lambda: [99.0, 50.0, 20.0])
+    assert resolve_settings(model, log=lambda line: None).source == "measured"
+    (entry,) = json.loads((tmp_path / calibration.CACHE_FILE).read_text(encoding="utf-8")).values()
+    assert entry["load_average"] == [99.0, 50.0, 20.0]
+    # still busy: the busy entry is used as it is
+    assert resolve_settings(tiny()[0], log=lambda line: pytest.fail(line)).source == "cached"
+    # quiet now: measured again, and the new entry replaces the busy one
+    monkeypatch.setattr(calibration, "load_average", lambda: [0.5, 0.5, 0.5])
+    lines: list[str] = []
+    assert resolve_settings(tiny()[0], log=lines.append).source == "measured"
+    assert any("measured on a busy machine" in line for line in lines)
+    (entry,) = json.loads((tmp_path / calibration.CACHE_FILE).read_text(encoding="utf-8")).values()
+    assert entry["load_average"] == [0.5, 0.5, 0.5]
+    assert resolve_settings(tiny()[0], log=lambda line: pytest.fail(line)).source == "cached"

@@ -20,7 +20,8 @@ start-up the backend times the choices on the model it serves and keeps the fast
 The result is cached in `$KOSITP_HOME/serve_calibration.json` under kositp.cpu_dtype's key (CPU
 model, dtype flags, torch version) plus the dtype and the model's linear shapes, so the next start
 reads it; the entry records the load average it was measured under, since a busy machine favours
-fewer threads. Pinning: the serve settings `linear_kernels` (onednn|dense), `threads` (or the
+fewer threads, and an entry measured busy (1-minute load above the cores) is measured again at the
+first start on a quiet machine. Pinning: the serve settings `linear_kernels` (onednn|dense), `threads` (or the
 environment's `OMP_NUM_THREADS`) and `max_batch_size` fix those choices (measurement only fills
 what is left as auto); `calibrate: false` or `KOSITP_SERVE_CALIBRATION=off` measures nothing and
 uses oneDNN, all threads and 16. `python -m kositp.serve.backends.calibration [MODEL]` measures
@@ -37,6 +38,7 @@ from dataclasses import asdict, dataclass, field
 import torch
 from torch import nn
 
+from kositp.bench.machine import load_average
 from kositp.cpu_dtype import cache_key, cpu_identity, read_cache, write_cache
 from kositp.cpu_linear import OneDNNLinear, onednn_usable
 
@@ -259,6 +261,17 @@ def calibration_off() -> bool:
     return os.environ.get(OFF_ENV, "").strip().lower() in ("0", "off", "false", "no")
 
 
+def machine_busy() -> bool:
+    """Other work is running: the 1-minute load exceeds the cores (the server itself is idle while it calibrates)."""
+    load = load_average()
+    return bool(load) and load[0] > (os.cpu_count() or 1)
+
+
+def was_busy(entry: dict) -> bool:
+    load = entry.get("load_average")
+    return isinstance(load, list) and bool(load) and load[0] > (os.cpu_count() or 1)
+
+
 def resolve_settings(model: nn.Module, linear_kernels: str = "auto", threads: int | None = None,
                      max_batch_size: int | None = None, calibrate: bool = True, flush_denormal: bool = True,
                      log=print) -> ServeSettings:
@@ -280,6 +293,10 @@ def resolve_settings(model: nn.Module, linear_kernels: str = "auto", threads: in
         return settings
     path, key = cache_path(), calibration_key(model, kernel, threads, max_batch_size)
     cached = read_cache(path).get(key)
+    if isinstance(cached, dict) and was_busy(cached) and not machine_busy():
+        log(f"calibration: the cached settings were measured on a busy machine (load {cached['load_average'][0]} "
+            f"on {os.cpu_count()} cores), which favours fewer threads; measuring again now that it is quiet")
+        cached = None
     if isinstance(cached, dict) and isinstance(cached.get("kernels"), dict):
         settings = ServeSettings(cached["kernels"], int(cached["threads"]), int(cached["max_batch_size"]), "cached",
                                  cached.get("measured", {}), solo_threads=cached.get("solo_threads"))
@@ -291,8 +308,7 @@ def resolve_settings(model: nn.Module, linear_kernels: str = "auto", threads: in
         settings = measure(model, threads, max_batch_size, kernel, log)
     finally:
         torch.set_flush_denormal(False)
-    write_cache(path, key, asdict(settings) | {"measured_on": time.strftime("%Y-%m-%d"),
-                                               "load_average": [round(x, 2) for x in os.getloadavg()]})
+    write_cache(path, key, asdict(settings) | {"measured_on": time.strftime("%Y-%m-%d"), "load_average": load_average()})
     return settings
 
 
