@@ -12,14 +12,10 @@ PAIRS = REPO / "tests" / "fixtures" / "train" / "pref"
 
 
 def _dpo_args(tmp_path, overrides: list[str]):
-    from trl import DPOConfig
-
     from kositp.config import load_config
-    from kositp.train import common
-    from kositp.train.pref import PrefConfig, _method_args
+    from kositp.train.pref import PrefConfig
 
-    cfg = load_config(PrefConfig, "pref/tiny-dpo", overrides)
-    return common.trl_arguments(DPOConfig, cfg, tmp_path, False, _method_args(cfg))
+    return _dpo_args_for(load_config(PrefConfig, "pref/tiny-dpo", overrides), tmp_path)
 
 
 def test_rpo_alpha_becomes_trls_sft_loss_term(tmp_path):
@@ -54,3 +50,29 @@ def test_the_sft_term_reaches_the_trainers_loss(tmp_path, tiny_model_dir):
     assert losses[None] == pytest.approx(0.6931, abs=1e-3)
     # the tiny model is random: its mean token NLL on the chosen answers is far above zero
     assert losses[1.0] > losses[None] + 1.0
+
+
+def test_public_recipe_passes_config_check_and_resolves_to_dpo_with_the_sft_term(tmp_path):
+    import subprocess
+    import sys
+
+    from kositp.config import load_config
+    from kositp.train.pref import PrefConfig
+
+    checked = subprocess.run([sys.executable, "-m", "kositp.cli", "config", "check", "pref/public-dpo"],
+                             capture_output=True, text=True, cwd=REPO)
+    assert checked.returncode == 0 and "ok: pref/public-dpo" in checked.stdout, checked.stderr
+    cfg = load_config(PrefConfig, "pref/public-dpo")
+    assert cfg.time_budget_minutes is not None and cfg.time_budget_minutes <= 30  # the DPO budget
+    args = _dpo_args_for(cfg, tmp_path)
+    assert args.loss_type == ["sigmoid", "sft"] and args.loss_weights == [1.0, cfg.rpo_alpha]
+    assert args.lr_scheduler_type == "constant_with_warmup"  # a run stopped by its budget is a shorter run
+
+
+def _dpo_args_for(cfg, tmp_path):
+    from trl import DPOConfig
+
+    from kositp.train import common
+    from kositp.train.pref import _method_args
+
+    return common.trl_arguments(DPOConfig, cfg, tmp_path, False, _method_args(cfg))

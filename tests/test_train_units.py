@@ -327,8 +327,9 @@ def test_demo_recipes_resolve_to_the_pinned_trainer_arguments(tmp_path, monkeypa
 
     dpo_cfg = load_config(PrefConfig, "pref/demo-dpo")
     dpo = common.trl_arguments(DPOConfig, dpo_cfg, tmp_path, True, _method_args(dpo_cfg))
-    pinned = {"max_steps": 6, "per_device_train_batch_size": 1, "gradient_accumulation_steps": 4,
-              "learning_rate": 5e-5, "warmup_steps": 0.1, "bf16": True, "save_steps": 6, "logging_steps": 2,
-              "seed": 42, "beta": 0.1, "loss_type": ["sigmoid"], "max_length": 512, "eval_strategy": "no"}
+    pinned = {"max_steps": 16, "per_device_train_batch_size": 1, "gradient_accumulation_steps": 2,
+              "learning_rate": 5e-5, "lr_scheduler_type": "constant_with_warmup", "warmup_steps": 1, "bf16": True,
+              "save_steps": 8, "logging_steps": 2, "seed": 42, "beta": 0.1, "loss_type": ["sigmoid", "sft"],
+              "loss_weights": [1.0, 1.0], "max_length": 512, "eval_strategy": "no"}
     assert {k: getattr(dpo, k) for k in pinned} == pinned
     assert (dpo_cfg.lora.r, dpo_cfg.lora.alpha, dpo_cfg.lora.dropout) == (8, 32, 0.05)
