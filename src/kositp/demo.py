@@ -155,7 +155,7 @@ def build_stages(cfg: DemoConfig) -> list[Stage]:
     from kositp.eval.run import EvalConfig
     from kositp.export.config import ExportConfig
     from kositp.export.run import export
-    from kositp.train.pairs import build_pairs
+    from kositp.train.pairs import MIN_GAP, build_pairs
     from kositp.train.pref import PrefConfig, train_pref
     from kositp.train.rl import RLConfig, train_rl
     from kositp.train.sft import SFTConfig, train_sft
@@ -172,7 +172,8 @@ def build_stages(cfg: DemoConfig) -> list[Stage]:
     sft_cfg.data = str(out / "data")
     sft_cfg.out = str(out / "sft")
     pairs_args = {"data": str(out / "data"), "out": str(out / "pairs"), "model": str(out / "sft"),
-                  "max_records": 40, "max_new_tokens": 32 if cfg.quick else 48, "batch_size": EVAL_BATCH_SIZE}
+                  "max_records": 40, "max_new_tokens": 32 if cfg.quick else 48, "batch_size": EVAL_BATCH_SIZE,
+                  "min_gap": MIN_GAP}  # part of the stage key: another filter setting rebuilds the pairs
     pref_cfg = load_config(PrefConfig, recipes["pref"])
     pref_cfg.sft_run = str(out / "sft")
     pref_cfg.data = str(out / "pairs")
