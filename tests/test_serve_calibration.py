@@ -129,3 +129,18 @@ def test_settings_cached_on_a_busy_machine_are_measured_again_once_it_is_quiet(t
     (entry,) = json.loads((tmp_path / calibration.CACHE_FILE).read_text(encoding="utf-8")).values()
     assert entry["load_average"] == [0.5, 0.5, 0.5]
     assert resolve_settings(tiny()[0], log=lambda line: pytest.fail(line)).source == "cached"
+
+
+def test_an_entry_without_its_load_is_measured_again_on_a_quiet_machine(tiny, tmp_path, monkeypatch):
+    monkeypatch.setenv("KOSITP_HOME", str(tmp_path))
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    monkeypatch.setattr(calibration, "load_average", lambda: [0.5, 0.5, 0.5])
+    assert resolve_settings(tiny()[0], log=lambda line: None).source == "measured"
+    path = tmp_path / calibration.CACHE_FILE
+    cache = json.loads(path.read_text(encoding="utf-8"))
+    for entry in cache.values():
+        del entry["load_average"]  # what an entry written without it looks like
+    path.write_text(json.dumps(cache), encoding="utf-8")
+    lines: list[str] = []
+    assert resolve_settings(tiny()[0], log=lines.append).source == "measured"
+    assert any("measured on a busy machine" in line for line in lines)

@@ -268,8 +268,11 @@ def machine_busy() -> bool:
 
 
 def was_busy(entry: dict) -> bool:
+    """Measured with other work running, or with no load recorded (then it may have been)."""
     load = entry.get("load_average")
-    return isinstance(load, list) and bool(load) and load[0] > (os.cpu_count() or 1)
+    if not isinstance(load, list):
+        return True
+    return bool(load) and load[0] > (os.cpu_count() or 1)
 
 
 def resolve_settings(model: nn.Module, linear_kernels: str = "auto", threads: int | None = None,
@@ -294,7 +297,7 @@ def resolve_settings(model: nn.Module, linear_kernels: str = "auto", threads: in
     path, key = cache_path(), calibration_key(model, kernel, threads, max_batch_size)
     cached = read_cache(path).get(key)
     if isinstance(cached, dict) and was_busy(cached) and not machine_busy():
-        log(f"calibration: the cached settings were measured on a busy machine (load {cached['load_average'][0]} "
+        log(f"calibration: the cached settings were measured on a busy machine (load {cached.get('load_average')} "
             f"on {os.cpu_count()} cores), which favours fewer threads; measuring again now that it is quiet")
         cached = None
     if isinstance(cached, dict) and isinstance(cached.get("kernels"), dict):
