@@ -31,6 +31,12 @@ def load_average() -> list[float]:
         return []
 
 
+def over_cores(load: list[float], cores: int | None = None) -> bool:
+    """Whether a load average says other work was running: its 1-minute figure above the core count
+    (a benchmark's or server's own threads never push it there). No load average: no claim."""
+    return bool(load) and load[0] > (cores or os.cpu_count() or 1)
+
+
 def _median_seconds(fn, repeats: int) -> float:
     fn()  # first touch: page faults and kernel selection are not the steady state
     times = []

@@ -41,7 +41,7 @@ from typing import Any
 
 import typer
 
-from kositp.bench.machine import load_average, machine_info
+from kositp.bench.machine import load_average, machine_info, over_cores
 from kositp.errors import KositpError
 from kositp.recipes import RECIPES_DIR, resolve
 
@@ -361,7 +361,7 @@ def _fmt(x, digits=2):
 def busy_machine(report: dict[str, Any]) -> bool:
     """Whether other work was running: the bench's own threads never push the 1-minute load past the cores."""
     cores = report["machine"].get("cores") or 1
-    return any(load and load[0] > cores for load in (report["load_before"], report["load_after"]))
+    return any(over_cores(load, cores) for load in (report["load_before"], report["load_after"]))
 
 
 def render_markdown(report: dict[str, Any]) -> str:

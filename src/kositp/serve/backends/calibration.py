@@ -38,7 +38,7 @@ from dataclasses import asdict, dataclass, field
 import torch
 from torch import nn
 
-from kositp.bench.machine import load_average
+from kositp.bench.machine import load_average, over_cores
 from kositp.cpu_dtype import cache_key, cpu_identity, read_cache, write_cache
 from kositp.cpu_linear import OneDNNLinear, onednn_usable
 
@@ -263,16 +263,13 @@ def calibration_off() -> bool:
 
 def machine_busy() -> bool:
     """Other work is running: the 1-minute load exceeds the cores (the server itself is idle while it calibrates)."""
-    load = load_average()
-    return bool(load) and load[0] > (os.cpu_count() or 1)
+    return over_cores(load_average())
 
 
 def was_busy(entry: dict) -> bool:
     """Measured with other work running, or with no load recorded (then it may have been)."""
     load = entry.get("load_average")
-    if not isinstance(load, list):
-        return True
-    return bool(load) and load[0] > (os.cpu_count() or 1)
+    return not isinstance(load, list) or over_cores(load)
 
 
 def resolve_settings(model: nn.Module, linear_kernels: str = "auto", threads: int | None = None,
