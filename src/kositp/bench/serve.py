@@ -112,7 +112,7 @@ def _baseline_runs(model, dtype, prompts, max_new_tokens, runs, on_prompt, on_ru
             per_prompt.append(n)
             if on_prompt:
                 on_prompt()
-        per_run.append({"tokens": tokens, "seconds": round(seconds, 3), "tokens_per_s": tokens / seconds,
+        per_run.append({"tokens": tokens, "seconds": round(seconds, 6), "tokens_per_s": tokens / seconds,
                         "tokens_per_prompt": per_prompt})
         if on_run:
             on_run(f"baseline {dtype} run {len(per_run)}/{runs}: {tokens} tokens in {seconds:.1f} s, "
