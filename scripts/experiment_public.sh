@@ -8,7 +8,8 @@
 # Stages: data build -> SFT (LoRA, time budget) -> preference pairs from the SFT model's own mistakes ->
 # DPO (time budget) -> eval base / SFT / DPO -> `kositp eval compare` into $DOCS (comparison.md, .json, .png)
 # plus stages.md, the commands and wall time of every stage. A stage whose output is complete is reused,
-# so an interrupted run continues where it stopped (FRESH=1 redoes everything).
+# so an interrupted run continues where it stopped (FRESH=1 redoes everything); inside an evaluation, the
+# suites it finished are reused (`kositp eval --resume`).
 #
 # Environment: OUT (runs, default runs/public or runs/public-quick), DOCS (default docs/experiments/public,
 # or $OUT/compare with --quick), KOSITP (the CLI), DATA_RECIPE, SFT_RECIPE, PREF_RECIPE, LIMIT (examples per
@@ -117,7 +118,7 @@ for run in base sft dpo; do
   [[ $run != base ]] && target="$OUT/$run"
   stage "eval/$run" "$OUT/eval/$run/report.json" \
     "$KOSITP" eval --model "$target" --suite tasks,seed4,kobest --data "$OUT/data" --limit "$LIMIT" \
-    --out "$OUT/eval/$run" --quiet "${EVAL_SET[@]}"
+    --out "$OUT/eval/$run" --quiet --resume "${EVAL_SET[@]}"
 done
 
 "$KOSITP" eval compare "$OUT/eval/base" "$OUT/eval/sft" "$OUT/eval/dpo" --out "$DOCS"

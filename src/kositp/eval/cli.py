@@ -39,10 +39,12 @@ DTYPE = typer.Option(None, "--dtype", help="float32 | bfloat16 | float16 | auto 
 OUT = typer.Option(None, "--out", help="Report folder to write.")
 SET = typer.Option(None, "--set", help="Extra config override key=value (repeatable), e.g. --set concurrency=8.")
 QUIET = typer.Option(False, "--quiet", help="No progress bars.")
+RESUME = typer.Option(False, "--resume", help="Reuse the suites a run with the same settings and model files "
+                      "finished in OUT/suites/ (continue an interrupted evaluation).")
 
 
 def _execute(config, model, api, api_model, suite, data, benchmarks, limit, seed, max_new_tokens, batch_size,
-             dtype, out, overrides, quiet, judge_url=None, judge_model=None, benchmark=None) -> None:
+             dtype, out, overrides, quiet, judge_url=None, judge_model=None, benchmark=None, resume=False) -> None:
 
     from kositp.config import load_config
     from kositp.eval.run import EvalConfig, evaluate
@@ -52,6 +54,8 @@ def _execute(config, model, api, api_model, suite, data, benchmarks, limit, seed
              "dtype": dtype, "out": out, "judge_url": judge_url, "judge_model": judge_model}
     if suite is not None:
         flags["suites"] = [s.strip() for s in suite.split(",") if s.strip()]
+    if resume:
+        flags["resume"] = True
     if benchmark:
         flags["benchmark_specs"] = [str(b) for b in benchmark]
         if suite is None:
@@ -70,7 +74,7 @@ def eval_root(ctx: typer.Context, config: Path = CONFIG, model: str = MODEL, api
               suite: str = SUITE, data: Path = DATA, benchmarks: Path = BENCHMARKS, limit: int = LIMIT,
               seed: int = SEED, max_new_tokens: int = MAX_NEW, batch_size: int = BATCH, dtype: str = DTYPE,
               out: Path = OUT, overrides: list[str] = SET, quiet: bool = QUIET, judge_url: str = JUDGE_URL,
-              judge_model: str = JUDGE_MODEL, benchmark: list[str] = BENCHMARK) -> None:
+              judge_model: str = JUDGE_MODEL, benchmark: list[str] = BENCHMARK, resume: bool = RESUME) -> None:
     """Run an evaluation (same options as `kositp eval run`)."""
     if ctx.invoked_subcommand is not None:
         return
@@ -78,7 +82,7 @@ def eval_root(ctx: typer.Context, config: Path = CONFIG, model: str = MODEL, api
         typer.echo(ctx.get_help())
         raise typer.Exit(0)
     _execute(config, model, api, api_model, suite, data, benchmarks, limit, seed, max_new_tokens, batch_size,
-             dtype, out, overrides, quiet, judge_url, judge_model, benchmark)
+             dtype, out, overrides, quiet, judge_url, judge_model, benchmark, resume)
 
 
 @eval_app.command("run")
@@ -86,10 +90,10 @@ def eval_run(config: Path = CONFIG, model: str = MODEL, api: str = API, api_mode
              suite: str = SUITE, data: Path = DATA, benchmarks: Path = BENCHMARKS, limit: int = LIMIT,
              seed: int = SEED, max_new_tokens: int = MAX_NEW, batch_size: int = BATCH, dtype: str = DTYPE,
              out: Path = OUT, overrides: list[str] = SET, quiet: bool = QUIET, judge_url: str = JUDGE_URL,
-             judge_model: str = JUDGE_MODEL, benchmark: list[str] = BENCHMARK) -> None:
+             judge_model: str = JUDGE_MODEL, benchmark: list[str] = BENCHMARK, resume: bool = RESUME) -> None:
     """Evaluate --model or --api on the chosen suites and write REPORT_DIR (report.json/.md, PNGs)."""
     _execute(config, model, api, api_model, suite, data, benchmarks, limit, seed, max_new_tokens, batch_size,
-             dtype, out, overrides, quiet, judge_url, judge_model, benchmark)
+             dtype, out, overrides, quiet, judge_url, judge_model, benchmark, resume)
 
 
 @eval_app.command("compare")

@@ -77,7 +77,9 @@ class EvalConfig(Config):
     chat_format: Literal["auto", "chatml", "gemma"] = Field("auto", description="Chat format; auto = the one the "
                                                             "model was trained with (kositp_chat.json).")
     out: Path = Field(Path("eval-report"), description="Report folder (report.json, report.md, predictions.jsonl, "
-                      "charts/, run_info.json).")
+                      "charts/, run_info.json, suites/ with one result per finished suite).")
+    resume: bool = Field(False, description="Reuse the suites an earlier run with the same settings and model files "
+                         "finished in out/suites/ (an interrupted evaluation continues); the others run.")
 
     @model_validator(mode="after")
     def _check(self) -> EvalConfig:
@@ -154,7 +156,7 @@ class _Progress:
 
 
 def _config_record(cfg: EvalConfig) -> dict:
-    return cfg.model_dump(mode="json", exclude={"out"})
+    return cfg.model_dump(mode="json", exclude={"out", "resume"})
 
 
 def evaluate(cfg: EvalConfig, show_progress: bool = True) -> dict:
@@ -188,13 +190,25 @@ def evaluate(cfg: EvalConfig, show_progress: bool = True) -> dict:
         generator = ApiGenerator(cfg.api, cfg.api_model, os.environ.get(cfg.api_key_env, "EMPTY"),
                                  concurrency=cfg.concurrency, seed=cfg.seed)
 
+    from kositp.eval import checkpoints
+
+    settings = {k: v for k, v in _config_record(cfg).items() if k != "suites"}
+    key = checkpoints.resume_key(settings, generator.describe(), cfg.model)
     results: list[SuiteResult] = []
+    reused: list[str] = []
     progress = _Progress() if show_progress else None
     with progress if progress else _nullcontext():
         for suite in cfg.suites:
+            kept = checkpoints.load(cfg.out, suite, key) if cfg.resume else None
+            if kept is not None:
+                results.append(kept[0])
+                timings[f"{suite}_s"] = kept[1]
+                reused.append(suite)
+                continue
             t0 = time.perf_counter()
             results.append(_run_suite(suite, cfg, generator, loaded, progress))
             timings[f"{suite}_s"] = time.perf_counter() - t0
+            checkpoints.save(cfg.out, suite, key, results[-1], timings[f"{suite}_s"])
 
     decoding = {"strategy": "greedy", "temperature": 0.0, "max_new_tokens": cfg.max_new_tokens,
                 "task_budget": cfg.task_budget,
@@ -209,6 +223,7 @@ def evaluate(cfg: EvalConfig, show_progress: bool = True) -> dict:
     write_json(cfg.out / "run_info.json", {
         "timings": {k: round(v, 3) for k, v in timings.items()},
         "examples": n_generated,
+        "reused_suites": reused,  # results taken from suites/ (resume=true), their seconds from the run that made them
         "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "host": {"python": platform.python_version(), "machine": platform.machine(), "cpus": os.cpu_count()},
         "versions": _versions(),
