@@ -57,13 +57,20 @@ STAGES="$DOCS/stages.md"
 
 "$KOSITP" config check "$DATA_RECIPE" "$SFT_RECIPE" "$PREF_RECIPE" >/dev/null
 
+# when and where: the first invocation's line is kept, so a continued run still says when it began
+this_invocation() {
+  echo "$(date -u +%Y-%m-%dT%H:%M:%SZ); commit $(git rev-parse --short HEAD 2>/dev/null || echo '?'); $(nproc) cores," \
+       "$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), load average $(cut -d' ' -f1-3 /proc/loadavg)"
+}
+[[ -e $OUT/started ]] || this_invocation > "$OUT/started"
+
 MODE=""
 [[ $QUICK == 1 ]] && MODE=" --quick"
 {
   echo "# Stages of \`scripts/experiment_public.sh$MODE\`"
   echo
-  echo "- started: $(date -u +%Y-%m-%dT%H:%M:%SZ); commit $(git rev-parse --short HEAD 2>/dev/null || echo '?')"
-  echo "- machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), load average $(cut -d' ' -f1-3 /proc/loadavg)"
+  echo "- first started: $(cat "$OUT/started")"
+  echo "- this invocation: $(this_invocation)"
   echo "- recipes: $DATA_RECIPE, $SFT_RECIPE, $PREF_RECIPE; model $MODEL; limit $LIMIT per benchmark"
   echo
   echo "| stage | seconds | command |"
