@@ -38,3 +38,7 @@ def test_quick_experiment_runs_every_stage_and_writes_the_comparison(tmp_path, b
     again = subprocess.run([str(REPO / "scripts" / "experiment_public.sh"), "--quick"], env=env,
                            capture_output=True, text=True, timeout=600)
     assert again.returncode == 0 and again.stdout.count(": reused (") == 7  # a continued run redoes nothing
+    first_started = next(line for line in stages.splitlines() if line.startswith("- first started: "))
+    stages_again = (docs / "stages.md").read_text(encoding="utf-8")
+    assert first_started in stages_again.splitlines()  # a continued run keeps when the experiment began
+    assert "- this invocation: " in stages_again
