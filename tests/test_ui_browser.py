@@ -1,6 +1,7 @@
-"""The chat page end to end: real headless Chromium -> `kositp ui` (Chainlit) -> real `kositp serve` (tiny model).
+"""The chat page end to end: real headless Chromium -> `kositp ui` (Chainlit) -> real `kositp serve`.
 
-The tiny model has random weights, so replies are gibberish: these tests check what the page does
+The server runs the tiny model (random weights, gibberish replies), except for the stop test, which
+needs a reply slow enough to stop and runs the real default model: these tests check what the page does
 (streams, sends the whole history, starters, settings, stop, new chat, Korean errors), reading
 the server's prompt log (`log_prompts=true`) to see exactly which messages it received.
 Screenshots of each state go to artifacts/ui/ (gitignored).
@@ -31,8 +32,7 @@ CHROMIUM_ARGS = [
 ]
 ASSISTANT = '[data-step-type="assistant_message"]'
 USER = '[data-step-type="user_message"]'
-# The stop test's reply: long (its short prompt + 1,536 fit the tiny model's 2,048), so it is still
-# streaming (for many seconds) when the test clicks stop, even on a fast machine.
+# The longest reply the servers allow (a short prompt + 1,536 fit the tiny model's 2,048 positions).
 LONG_REPLY_TOKENS = 1536
 SYSTEM_PROMPT_DEFAULT = "당신은 친절하고 정확한 한국어 AI 어시스턴트입니다."
 
@@ -61,6 +61,24 @@ def server(tiny_model_dir, key_file):
 def ui(server, key_file):
     with UIProcess(server.url + "/v1", ["--api-key-file", str(key_file),
                                         f"max_tokens_slider_max={LONG_REPLY_TOKENS}"]) as proc:
+        yield proc
+
+
+@pytest.fixture(scope="module")
+def slow_server(default_model_dir, key_file):
+    """The real default model (gemma-3-270m): a few tokens a second on a CPU, where the tiny model
+    streams 1,536 tokens in about a second, faster than a loaded test machine reports the first one
+    to the test; so a reply is still streaming when the stop test clicks stop."""
+    with ServeProcess(["--model", str(default_model_dir), "--served-model-name", "gemma-ko",
+                       "--api-key-file", str(key_file), "log_prompts=true",
+                       f"max_tokens_limit={LONG_REPLY_TOKENS}"]) as proc:
+        yield proc
+
+
+@pytest.fixture(scope="module")
+def slow_ui(slow_server, key_file):
+    with UIProcess(slow_server.url + "/v1", ["--api-key-file", str(key_file),
+                                             f"max_tokens_slider_max={LONG_REPLY_TOKENS}"]) as proc:
         yield proc
 
 
@@ -264,19 +282,24 @@ def diagnose(page, server, ui) -> str:
             f"--- server log (tail) ---\n{server.log()[-2500:]}\n--- ui log (tail) ---\n{ui.log()[-2500:]}")
 
 
-def test_stop_button_cancels_and_new_chat_resets_history(server, ui, open_page):
+def test_stop_button_cancels_and_new_chat_resets_history(slow_server, slow_ui, open_page):
+    server, ui = slow_server, slow_ui
     page = open_page(ui.url)
-    # The first turn of a fresh chat, greedy and as long as the server allows: the same short prompt and
-    # the same reply on every run, streaming for many seconds after its first token.
+    # The first turn of a fresh chat, greedy and as long as the server allows: the real model repeats
+    # itself to the length limit, minutes of streaming on a CPU.
     set_sampling(page, max_tokens="End", temperature="Home")
     frames_before = len(page.stream_frames)
     send(page, "아주 길게 이야기를 써 주세요.")
     page.wait_for_selector("#stop-button", timeout=60_000)
-    deadline = time.monotonic() + 60
+    deadline = time.monotonic() + 120
     while len(page.stream_frames) <= frames_before:
-        assert time.monotonic() < deadline, "no streamed frame within 60 s of sending\n" + diagnose(page, server, ui)
+        assert time.monotonic() < deadline, "no streamed frame within 120 s of sending\n" + diagnose(page, server, ui)
         page.wait_for_timeout(20)
-    page.locator("#stop-button").click(force=True)
+    try:
+        page.locator("#stop-button").click(force=True, timeout=10_000)
+    except playwright_sync.TimeoutError:
+        shot(page, "07_stop_gone")
+        pytest.fail("the reply ended before the stop button was clicked\n" + diagnose(page, server, ui))
     try:
         page.get_by_text("응답 생성을 중지했습니다").wait_for(timeout=30_000)
     except playwright_sync.TimeoutError:
@@ -294,7 +317,7 @@ def test_stop_button_cancels_and_new_chat_resets_history(server, ui, open_page):
         time.sleep(0.2)
 
     # The stopped turn's partial reply is history: the next request carries two turns. Short replies
-    # from here on, so the history always fits the tiny model's context.
+    # from here on, so the rest of the test takes seconds.
     set_sampling(page, max_tokens="Home", temperature="Home")
     before = len(chat_requests(server))
     send(page, "두 번째 질문입니다.")
