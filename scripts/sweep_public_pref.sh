@@ -1,0 +1,104 @@
+#!/usr/bin/env bash
+# The preference stage's settings, picked on the validation split: after scripts/experiment_public.sh has
+# written $OUT/data, $OUT/sft and $OUT/pairs, train each variant below from the same SFT adapter, score it
+# and the SFT model on data/public's validation records (tasks suite, at most $LIMIT per task), and put
+# them side by side with paired intervals against SFT in $DOCS/sweep.md (+ .json, .png).
+# Two variants at a time, one thread each (2 cores). A finished variant (run.json / report.json) is reused.
+#
+#   OUT=runs/public bash scripts/sweep_public_pref.sh
+#   bash scripts/sweep_public_pref.sh --quick    # after `experiment_public.sh --quick`: tiny model, 2 steps each
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+QUICK=0
+case "${1:-}" in
+  --quick) QUICK=1 ;;
+  "") ;;
+  *) echo "usage: $0 [--quick]" >&2; exit 2 ;;
+esac
+
+KOSITP=${KOSITP:-.venv/bin/kositp}
+PREF_RECIPE=${PREF_RECIPE:-pref/public-dpo}
+if [[ $QUICK == 1 ]]; then
+  OUT=${OUT:-runs/public-quick}
+  DOCS=${DOCS:-$OUT/compare}
+  LIMIT=${LIMIT:-2}
+  PREF_SET=(trainer.max_steps=2 trainer.save_steps=100 max_length=256 time_budget_minutes=5)
+  EVAL_SET=(--max-new-tokens 16 --batch-size 8)
+else
+  OUT=${OUT:-runs/public}
+  DOCS=${DOCS:-docs/experiments/public}
+  LIMIT=${LIMIT:-30}
+  PREF_SET=()
+  EVAL_SET=(--max-new-tokens 128 --batch-size 32)
+fi
+SWEEP=${SWEEP:-$OUT/sweep}
+for need in "$OUT/data/validation.jsonl" "$OUT/sft/run.json" "$OUT/pairs/train.jsonl"; do
+  [[ -e $need ]] || { echo "error: $need not found: run scripts/experiment_public.sh first" >&2; exit 2; }
+done
+
+# name | pairs (all, or model: only pairs whose rejected answer is the SFT model's own) | recipe overrides
+VARIANTS=(
+  "recipe|all|"
+  "beta0.5|all|beta=0.5"
+  "model-pairs|model|"
+  "ipo|all|loss_type=ipo"
+  "lr1e-5|all|trainer.learning_rate=1e-5"
+)
+
+mkdir -p "$SWEEP/valdata" "$SWEEP/pairs-model" "$SWEEP/logs"
+# `kositp eval --data` scores a folder's test.jsonl: here, the validation records
+cp "$OUT/data/validation.jsonl" "$SWEEP/valdata/test.jsonl"
+python3 - "$OUT/pairs" "$SWEEP/pairs-model" <<'PY'
+import json, pathlib, sys
+src, dst = map(pathlib.Path, sys.argv[1:])
+for split in ("train", "validation"):
+    lines = [line for line in (src / f"{split}.jsonl").open(encoding="utf-8") if line.strip()]
+    kept = [line for line in lines if json.loads(line)["rejected_from"] == "model"]
+    (dst / f"{split}.jsonl").write_text("".join(kept), encoding="utf-8")
+    print(f"pairs-model/{split}: {len(kept)} of {len(lines)} pairs")
+PY
+
+train() {  # train NAME PAIRS OVERRIDES
+  local name=$1 pairs=$OUT/pairs
+  [[ $2 == model ]] && pairs=$SWEEP/pairs-model
+  [[ -e $SWEEP/dpo-$name/run.json ]] && return 0
+  # shellcheck disable=SC2086  # the overrides are space-separated key=value words
+  OMP_NUM_THREADS=1 "$KOSITP" train pref --config "$PREF_RECIPE" --adapter "$OUT/sft" --data "$pairs" \
+    --out "$SWEEP/dpo-$name" overwrite=true "${PREF_SET[@]}" $3 > "$SWEEP/logs/train-$name.log" 2>&1
+}
+
+evaluate() {  # evaluate NAME MODEL
+  [[ -e $SWEEP/eval/$1/report.json ]] && return 0
+  OMP_NUM_THREADS=1 "$KOSITP" eval --model "$2" --suite tasks --data "$SWEEP/valdata" --limit "$LIMIT" \
+    --out "$SWEEP/eval/$1" --quiet --resume "${EVAL_SET[@]}" > "$SWEEP/logs/eval-$1.log" 2>&1
+}
+
+run_variant() {  # run_variant "name|pairs|overrides"
+  local name pairs overrides
+  IFS='|' read -r name pairs overrides <<< "$1"
+  local started=$SECONDS
+  train "$name" "$pairs" "$overrides" && evaluate "$name" "$SWEEP/dpo-$name" \
+    && echo "== $name: done ($((SECONDS - started)) s)" || { echo "== $name: FAILED (logs in $SWEEP/logs)"; return 1; }
+}
+
+echo "== sft: evaluating on the validation split"
+evaluate sft "$OUT/sft" &
+run_variant "${VARIANTS[0]}" &
+wait
+for ((i = 1; i < ${#VARIANTS[@]}; i += 2)); do
+  run_variant "${VARIANTS[i]}" &
+  ((i + 1 < ${#VARIANTS[@]})) && run_variant "${VARIANTS[i + 1]}" &
+  wait
+done
+
+names=()
+reports=("$SWEEP/eval/sft")
+for variant in "${VARIANTS[@]}"; do
+  names+=("${variant%%|*}")
+  reports+=("$SWEEP/eval/${variant%%|*}")
+done
+"$KOSITP" eval compare "${reports[@]}" --out "$SWEEP/compare"
+mkdir -p "$DOCS/sweep"
+cp "$SWEEP/compare/comparison."{md,json,png} "$DOCS/sweep/"
+echo "sweep over ${names[*]}: $DOCS/sweep/comparison.md"
