@@ -49,18 +49,25 @@ def key_file(tmp_path_factory):
     return path
 
 
+def serve(model_dir: Path, name: str, key_file: Path) -> ServeProcess:
+    return ServeProcess(["--model", str(model_dir), "--served-model-name", name, "--api-key-file", str(key_file),
+                         "log_prompts=true", f"max_tokens_limit={LONG_REPLY_TOKENS}"])
+
+
+def chat_page(server: ServeProcess, key_file: Path) -> UIProcess:
+    return UIProcess(server.url + "/v1", ["--api-key-file", str(key_file),
+                                          f"max_tokens_slider_max={LONG_REPLY_TOKENS}"])
+
+
 @pytest.fixture(scope="module")
 def server(tiny_model_dir, key_file):
-    with ServeProcess(["--model", str(tiny_model_dir), "--served-model-name", "tiny-ko",
-                       "--api-key-file", str(key_file), "log_prompts=true",
-                       f"max_tokens_limit={LONG_REPLY_TOKENS}"]) as proc:
+    with serve(tiny_model_dir, "tiny-ko", key_file) as proc:
         yield proc
 
 
 @pytest.fixture(scope="module")
 def ui(server, key_file):
-    with UIProcess(server.url + "/v1", ["--api-key-file", str(key_file),
-                                        f"max_tokens_slider_max={LONG_REPLY_TOKENS}"]) as proc:
+    with chat_page(server, key_file) as proc:
         yield proc
 
 
@@ -69,16 +76,13 @@ def slow_server(default_model_dir, key_file):
     """The real default model (gemma-3-270m): a few tokens a second on a CPU, where the tiny model
     streams 1,536 tokens in about a second, faster than a loaded test machine reports the first one
     to the test; so a reply is still streaming when the stop test clicks stop."""
-    with ServeProcess(["--model", str(default_model_dir), "--served-model-name", "gemma-ko",
-                       "--api-key-file", str(key_file), "log_prompts=true",
-                       f"max_tokens_limit={LONG_REPLY_TOKENS}"]) as proc:
+    with serve(default_model_dir, "gemma-ko", key_file) as proc:
         yield proc
 
 
 @pytest.fixture(scope="module")
 def slow_ui(slow_server, key_file):
-    with UIProcess(slow_server.url + "/v1", ["--api-key-file", str(key_file),
-                                             f"max_tokens_slider_max={LONG_REPLY_TOKENS}"]) as proc:
+    with chat_page(slow_server, key_file) as proc:
         yield proc
 
 
