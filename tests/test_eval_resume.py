@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 
 import pytest
@@ -101,7 +102,9 @@ def test_cli_resume_flag(tmp_path, benchmarks_dir):
     cmd = [sys.executable, "-m", "kositp.cli", "eval", "--model", "tiny", "--suite", "tasks", "--data", str(FIXTURE),
            "--limit", "1", "--max-new-tokens", "4", "--out", str(out), "--quiet"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    assert subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300).returncode == 0
+    first = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
+    assert first.returncode == 0, first.stderr[-2000:]
+    assert re.search(r"^tasks: \d+ examples in \d+ s$", first.stderr, re.M), first.stderr  # --quiet: a line a suite
     again = subprocess.run([*cmd, "--resume"], capture_output=True, text=True, env=env, timeout=300)
     assert again.returncode == 0, again.stderr[-2000:]
     assert "tasks: reused" in again.stderr

@@ -38,7 +38,7 @@ DTYPE = typer.Option(None, "--dtype", help="float32 | bfloat16 | float16 | auto 
                      "the faster on this CPU).")
 OUT = typer.Option(None, "--out", help="Report folder to write.")
 SET = typer.Option(None, "--set", help="Extra config override key=value (repeatable), e.g. --set concurrency=8.")
-QUIET = typer.Option(False, "--quiet", help="No progress bars.")
+QUIET = typer.Option(False, "--quiet", help="No progress bars: one line on stderr per finished suite.")
 RESUME = typer.Option(False, "--resume", help="Reuse the suites a run with the same settings and model files "
                       "finished in OUT/suites/ (continue an interrupted evaluation).")
 
