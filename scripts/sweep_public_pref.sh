@@ -37,12 +37,13 @@ for need in "$OUT/data/validation.jsonl" "$OUT/sft/run.json" "$OUT/pairs/train.j
   [[ -e $need ]] || { echo "error: $need not found: run scripts/experiment_public.sh first" >&2; exit 2; }
 done
 
-# name | pairs (all, or model: only pairs whose rejected answer is the SFT model's own) | recipe overrides
+# name | pairs (all, or model: only pairs whose rejected answer is the SFT model's own) | recipe overrides.
+# The first four keep the demo's learning rate (5e-5) and change one thing each; the last lowers it.
 VARIANTS=(
-  "recipe|all|"
-  "beta0.5|all|beta=0.5"
-  "model-pairs|model|"
-  "ipo|all|loss_type=ipo"
+  "lr5e-5|all|trainer.learning_rate=5e-5"
+  "beta0.5|all|beta=0.5 trainer.learning_rate=5e-5"
+  "model-pairs|model|trainer.learning_rate=5e-5"
+  "ipo|all|loss_type=ipo trainer.learning_rate=5e-5"
   "lr1e-5|all|trainer.learning_rate=1e-5"
 )
 
@@ -82,7 +83,7 @@ run_variant() {  # run_variant "name|pairs|overrides"
     && echo "== $name: done ($((SECONDS - started)) s)" || { echo "== $name: FAILED (logs in $SWEEP/logs)"; return 1; }
 }
 
-echo "== sft: evaluating on the validation split"
+echo "== sft: its evaluation on the validation split"
 evaluate sft "$OUT/sft" &
 run_variant "${VARIANTS[0]}" &
 wait
