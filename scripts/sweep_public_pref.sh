@@ -2,7 +2,7 @@
 # The preference stage's settings, picked on the validation split: after scripts/experiment_public.sh has
 # written $OUT/data, $OUT/sft and $OUT/pairs, train each variant below from the same SFT adapter, score it
 # and the SFT model on data/public's validation records (tasks suite, at most $LIMIT per task), and put
-# them side by side with paired intervals against SFT in $DOCS/sweep.md (+ .json, .png).
+# them side by side with paired intervals against SFT in $DOCS/sweep/comparison.md (+ .json, .png).
 # Two variants at a time, one thread each (2 cores). A finished variant (run.json / report.json) is reused.
 #
 #   OUT=runs/public bash scripts/sweep_public_pref.sh
@@ -98,6 +98,9 @@ reports=("$SWEEP/eval/sft")
 for variant in "${VARIANTS[@]}"; do
   names+=("${variant%%|*}")
   reports+=("$SWEEP/eval/${variant%%|*}")
+done
+for report in "${reports[@]}"; do  # a failed variant said so above; compare only a complete sweep
+  [[ -e $report/report.json ]] || { echo "error: $report/report.json missing: see $SWEEP/logs" >&2; exit 1; }
 done
 "$KOSITP" eval compare "${reports[@]}" --out "$SWEEP/compare"
 mkdir -p "$DOCS/sweep"
