@@ -73,9 +73,9 @@ def ui(server, key_file):
 
 @pytest.fixture(scope="module")
 def slow_server(default_model_dir, key_file):
-    """The real default model (gemma-3-270m): a few tokens a second on a CPU, where the tiny model
-    streams 1,536 tokens in about a second, faster than a loaded test machine reports the first one
-    to the test; so a reply is still streaming when the stop test clicks stop."""
+    """The real default model (gemma-3-270m), slow enough on a CPU that a long reply is still streaming
+    when the stop test clicks stop; the tiny model can finish its longest reply before a loaded test
+    machine has reported the first streamed frame to the test."""
     with serve(default_model_dir, "gemma-ko", key_file) as proc:
         yield proc
 
@@ -290,7 +290,7 @@ def test_stop_button_cancels_and_new_chat_resets_history(slow_server, slow_ui, o
     server, ui = slow_server, slow_ui
     page = open_page(ui.url)
     # The first turn of a fresh chat, greedy and as long as the server allows: the real model repeats
-    # itself to the length limit, minutes of streaming on a CPU.
+    # itself up to the length limit, far longer than the test needs to click stop.
     set_sampling(page, max_tokens="End", temperature="Home")
     frames_before = len(page.stream_frames)
     send(page, "아주 길게 이야기를 써 주세요.")

@@ -1,7 +1,7 @@
 """One file per finished suite in `REPORT_DIR/suites/`, so an interrupted evaluation continues (`resume=true`).
 
-A full evaluation of a 270M model on 2 CPU cores takes over an hour; losing the finished suites to an
-interruption would cost that again. Each suite's result is written as soon as it finishes, under a key
+A full evaluation on a CPU can take hours; losing the finished suites to an interruption would cost
+that again. Each suite's result is written as soon as it finishes, under a key
 made of everything that decides its numbers: the evaluation settings (less the suite list and the
 output folder), the generator's description, and the model files' sizes and modification times (a
 retrained run directory gets a new key). A checkpoint is reused only when its key matches; otherwise

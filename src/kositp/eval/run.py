@@ -210,7 +210,7 @@ def evaluate(cfg: EvalConfig, show_progress: bool = True) -> dict:
             results.append(_run_suite(suite, cfg, generator, loaded, progress))
             timings[f"{suite}_s"] = time.perf_counter() - t0
             checkpoints.save(cfg.out, suite, key, results[-1], timings[f"{suite}_s"])
-            if progress is None:  # no bars, but an hour-long quiet run still says which suites are done
+            if progress is None:  # no bars, but a long quiet run still says which suites are done
                 print(f"{suite}: {len(results[-1].examples)} examples in {timings[f'{suite}_s']:.0f} s",
                       file=sys.stderr, flush=True)
 
