@@ -7,7 +7,8 @@
 #      tokenizer and the demo corpus (.gpu/assets from `make gpu-assets`), then SFT QLoRA -> one DPO
 #      step -> export merge through the real commands. Each case has a time cap and the report is
 #      rewritten after each one, so a run stopped early still leaves its figures.
-# Outputs in $OUT: bench_gpu.json, bench_gpu.md, environment.json, gpu_check.log, logs/.
+# Outputs in $OUT: bench_gpu.json, bench_gpu.md, environment.json, gpu_check.log and logs.tar.gz (the
+# per-case logs in one file: a device machine's output folder may bring back only a few files).
 # Bulky files (random models, 16 GB for the 8B shape; run directories; the export) go to $WORK.
 #
 #   OUT=/tmp/out scripts/gpu_check.sh [more `kositp bench gpu` options, e.g. --steps 4]
@@ -53,5 +54,6 @@ left=$((BUDGET - (SECONDS - started) - 10))
 timeout --kill-after=5 $((left + 5)) "$PY" -m kositp.cli bench gpu --out "$OUT" --work "$WORK" \
   --budget "$left" --data .gpu/assets/data --tokenizer .gpu/assets/tiny --set dtype=bfloat16 "$@"
 bench_status=$?
+tar -czf "$OUT/logs.tar.gz" -C "$OUT" logs && rm -rf "$OUT/logs"
 echo "== done in $((SECONDS - started))s (bench exit $bench_status); report: $OUT/bench_gpu.md"
 exit $bench_status

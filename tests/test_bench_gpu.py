@@ -84,9 +84,10 @@ def test_unknown_shape_is_one_line_error(tmp_path):
 def test_comparisons_pair_each_kositp_case_with_plain_trl_and_judge_the_8b_goal():
     from kositp.bench.gpu import comparisons
 
-    def case(adapter, variant, tokens_per_s, peak_mb, shape="llama-3.1-8b"):
+    def case(adapter, variant, tokens_per_s, peak_mb, shape="llama-3.1-8b", step_time_s=None):
         return {"shape": shape, "adapter": adapter, "variant": variant, "status": "ok", "tokens_per_s": tokens_per_s,
-                "peak_vram_mb": peak_mb, "final_loss": 2.0, "mask_sha256": "same"}
+                "peak_vram_mb": peak_mb, "final_loss": 2.0, "mask_sha256": "same",
+                "step_time_s": step_time_s or 1000 / tokens_per_s if tokens_per_s else None}
 
     rows = comparisons([case("lora", "trl-plain", 1000, 30000), case("qlora", "trl-plain", 700, 14000),
                         case("qlora", "kositp-unsloth", 1900, 9000), case("lora", "kositp-trl", 1200, 29000),
@@ -98,3 +99,20 @@ def test_comparisons_pair_each_kositp_case_with_plain_trl_and_judge_the_8b_goal(
     against_lora = found[("qlora", "kositp-unsloth", "trl-plain lora")]
     assert against_lora["tokens_per_s_ratio"] == pytest.approx(1.9) and against_lora["memory_ratio"] == pytest.approx(0.3)
     assert against_lora["meets_goal"] and not found[("qlora", "kositp-unsloth", "trl-plain qlora")]["meets_goal"]
+
+
+def test_goal_needs_the_median_step_speedup_too_so_a_few_stalled_baseline_steps_cannot_meet_it():
+    from kositp.bench.gpu import comparisons, render_markdown
+
+    # Plain TRL stalled on two of its steps: twice the tokens/s for Unsloth overall, the same median step.
+    plain = {"shape": "llama-3.1-8b", "adapter": "qlora", "variant": "trl-plain", "status": "ok", "tokens_per_s": 600,
+             "step_time_s": 0.70, "peak_vram_mb": 20000, "final_loss": 2.0, "mask_sha256": "same"}
+    unsloth = plain | {"variant": "kositp-unsloth", "tokens_per_s": 1200, "step_time_s": 0.69, "peak_vram_mb": 6000}
+    (row,) = comparisons([plain, unsloth])
+    assert row["tokens_per_s_ratio"] == pytest.approx(2.0) and row["median_step_speedup"] == pytest.approx(0.70 / 0.69)
+    assert row["memory_ratio"] == pytest.approx(0.3) and row["meets_goal"] is False
+    report = {"settings": {"steps": 8, "batch_size": 4, "max_length": 1024, "optim": "adamw_torch", "recipe": "r",
+                           "overrides": []}, "command": "kositp bench gpu", "machine": {"torch": "2.11"},
+              "cases": [plain, unsloth], "comparisons": [row], "extras": {}}
+    assert "| llama-3.1-8b | qlora | kositp-unsloth | trl-plain qlora | 2.00× | 1.01× | 0.30× | yes | 0.00% | not met |" \
+        in render_markdown(report)

@@ -177,16 +177,17 @@ def run_case(case: dict[str, Any], partial: Path) -> dict[str, Any]:
     steps = len(recorder.times)
     batches = collator.batches[:steps]
     skip = 1 if steps > 1 else 0  # the first step pays one-off costs (kernel compilation, allocator growth)
-    tokens = sum(b["tokens"] for b in batches[skip:])
+    step_tokens = [b["tokens"] for b in batches]
     return {
         "backend": backend,
         "bf16": bool(trainer.args.bf16),
         "padding_free": bool(getattr(trainer.args, "padding_free", False)),
         "load_s": load_s,
         "steps": steps,
-        "tokens_per_s": tokens / sum(recorder.times[skip:]) if steps else None,
+        "tokens_per_s": sum(step_tokens[skip:]) / sum(recorder.times[skip:]) if steps else None,
         "step_time_s": statistics.median(recorder.times[skip:]) if steps else None,
         "step_times_s": recorder.times,
+        "step_tokens": step_tokens,
         "losses": recorder.losses,
         "final_loss": recorder.losses[-1] if recorder.losses else None,
         "non_pad_tokens": sum(b["tokens"] for b in batches),
@@ -310,7 +311,11 @@ def _fmt(x, digits=1) -> str:
 
 def comparisons(cases: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Each finished kositp case against trl-plain on the same shape: with the same adapter, and for QLoRA
-    also against plain TRL's bf16 LoRA (what a user without kositp would run on a GPU that holds it)."""
+    also against plain TRL's bf16 LoRA (what a user without kositp would run on a GPU that holds it).
+
+    Two speed ratios: tokens/s over all steps after the first, and the ratio of median step times. Every
+    variant trains on the same batches (`masks_match`), so the second compares like with like and is not
+    moved by a few stalled steps; the 8B goal must hold on both."""
     done = [c for c in cases if c.get("status") == "ok" and c.get("tokens_per_s") and c.get("peak_vram_mb")]
     rows = []
     for case in (c for c in done if c["variant"] != "trl-plain"):
@@ -322,13 +327,15 @@ def comparisons(cases: list[dict[str, Any]]) -> list[dict[str, Any]]:
             row = {"shape": case["shape"], "adapter": case["adapter"], "variant": case["variant"],
                    "baseline": f"trl-plain {baseline_adapter}",
                    "tokens_per_s_ratio": case["tokens_per_s"] / base["tokens_per_s"],
+                   "median_step_speedup": (base["step_time_s"] / case["step_time_s"]
+                                           if case.get("step_time_s") and base.get("step_time_s") else None),
                    "memory_ratio": case["peak_vram_mb"] / base["peak_vram_mb"],
                    "masks_match": case["mask_sha256"] == base["mask_sha256"],
                    "final_loss_rel_diff": (abs(case["final_loss"] - base["final_loss"]) / abs(base["final_loss"])
                                            if case.get("final_loss") and base.get("final_loss") else None)}
             if case["shape"] == "llama-3.1-8b":
-                row["meets_goal"] = (row["tokens_per_s_ratio"] >= GOAL_TOKENS_RATIO
-                                     and row["memory_ratio"] <= GOAL_MEMORY_RATIO)
+                speedups = [row["tokens_per_s_ratio"], row["median_step_speedup"] or 0.0]
+                row["meets_goal"] = min(speedups) >= GOAL_TOKENS_RATIO and row["memory_ratio"] <= GOAL_MEMORY_RATIO
             rows.append(row)
     return rows
 
@@ -358,16 +365,18 @@ def render_markdown(report: dict[str, Any]) -> str:
         lines += ["", "Errors (last line of each case's log):", ""]
         lines += [f"- {c['shape']} {c['adapter']} {c['variant']}: `{c['error']}`" for c in failed]
     if report["comparisons"]:
-        lines += ["", f"Against trl-plain (goal on the 8B shape: tokens/s ≥ {GOAL_TOKENS_RATIO}×, peak memory "
-                  f"≤ {GOAL_MEMORY_RATIO}×):", "",
-                  "| shape | adapter | variant | against | tokens/s ratio | memory ratio | same loss mask "
-                  "| loss rel. diff | goal |",
-                  "|---|---|---|---|---:|---:|---|---:|---|"]
+        lines += ["", f"Against trl-plain (goal on the 8B shape: ≥ {GOAL_TOKENS_RATIO}× by both speed ratios, peak "
+                  f"memory ≤ {GOAL_MEMORY_RATIO}×). Both sides train on the same batches, so the median-step "
+                  "speed-up compares like with like and is not moved by a few stalled steps:", "",
+                  "| shape | adapter | variant | against | tokens/s ratio | median-step speed-up | memory ratio "
+                  "| same loss mask | loss rel. diff | goal |",
+                  "|---|---|---|---|---:|---:|---:|---|---:|---|"]
         for r in report["comparisons"]:
             diff = "—" if r["final_loss_rel_diff"] is None else f"{r['final_loss_rel_diff']:.2%}"
             goal = {True: "met", False: "not met"}.get(r.get("meets_goal"), "—")
             lines.append(f"| {r['shape']} | {r['adapter']} | {r['variant']} | {r['baseline']} "
-                         f"| {r['tokens_per_s_ratio']:.2f}× | {r['memory_ratio']:.2f}× "
+                         f"| {r['tokens_per_s_ratio']:.2f}× | {_fmt(r.get('median_step_speedup'), 2)}× "
+                         f"| {r['memory_ratio']:.2f}× "
                          f"| {'yes' if r['masks_match'] else 'NO'} | {diff} | {goal} |")
     if report["extras"]:
         lines += ["", f"End-to-end checks on the {report['extras']['shape']} shape (real `kositp` commands):", ""]
@@ -448,8 +457,8 @@ def bench_gpu(
             for variant in chosen_variants:
                 name = f"{shape}-{adapter}-{variant}"
                 case = {"shape": shape, "adapter": adapter, "variant": variant}
-                if model_dir is None:
-                    case["status"] = "skipped: the model could not be written"
+                if model_dir is None:  # the write's own status says whether it failed or ran out of time
+                    case["status"] = f"skipped: the model could not be written ({report['models'][shape]['status']})"
                 elif budget.left() < 30:
                     case["status"] = "skipped: out of time"
                 else:
