@@ -232,13 +232,25 @@ def test_build_pairs_with_rules_only_writes_records_and_card(tmp_path):
     assert (tmp_path / "pairs" / "card.md").read_text().startswith("# Preference pairs")
 
 
-def test_pairs_take_records_in_turn_from_every_task():
+def test_pairs_take_an_equal_share_of_every_task_spread_over_its_records():
     from kositp.train.pairs import spread_over_tasks
 
     records = [{"task": t, "i": i} for t, n in (("a", 5), ("b", 1), ("c", 3)) for i in range(n)]
     picked = spread_over_tasks(records, 6)
-    assert [(r["task"], r["i"]) for r in picked] == [("a", 0), ("b", 0), ("c", 0), ("a", 1), ("c", 1), ("a", 2)]
+    # shares dealt in turns: a 3, b 1 (all it has), c 2; each at evenly spaced positions
+    assert [(r["task"], r["i"]) for r in picked] == [("a", 0), ("a", 2), ("a", 4), ("b", 0), ("c", 0), ("c", 2)]
     assert spread_over_tasks(records, None) == records and spread_over_tasks(records, 100) == records
+
+
+def test_pairs_from_a_task_whose_records_run_by_label_get_both_labels():
+    from kositp.train.pairs import spread_over_tasks
+
+    # as the KorQuAD adapter writes them: runs of one label per passage
+    labels = ["답변할 수 없음"] * 23 + ["답변할 수 있음"] * 77 + ["답변할 수 없음"] * 23 + ["답변할 수 있음"] * 12
+    records = [{"task": "answerability_classification", "label": label} for label in labels]
+    picked = spread_over_tasks(records + [{"task": "other"}] * 50, 20)
+    chosen = [r["label"] for r in picked if r["task"] == "answerability_classification"]
+    assert len(chosen) == 10 and 3 <= chosen.count("답변할 수 없음") <= 7
 
 
 def test_build_pairs_uses_the_models_wrong_answers(tmp_path, tiny_model_dir):

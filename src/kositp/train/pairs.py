@@ -160,10 +160,15 @@ def _split_record(rec: dict[str, Any], where: str) -> tuple[list[dict], str] | N
 
 
 def spread_over_tasks(records: list[dict[str, Any]], n: int | None) -> list[dict[str, Any]]:
-    """At most `n` records, taken in turn from each task (in the order tasks first appear).
+    """At most `n` records: an equal share per task, each share spread evenly over that task's records.
 
     Data files are grouped by source and task, so their first N records cover only a few tasks, and
-    preference training on those few tasks drags the others down. Deterministic: no seed needed.
+    preference training on those few tasks drags the others down. Within a task, records come in runs
+    of one document and often one label (a KorQuAD passage's answerable questions, then its
+    unanswerable ones), so a task's first records are not a sample of it either: taken that way, every
+    answerability pair of the public corpus taught the same label. Shares are dealt in turns (a task
+    with fewer records leaves the rest to the others); each is taken at evenly spaced positions.
+    Deterministic: no seed needed.
     """
     if n is None or n >= len(records):
         return records
@@ -171,13 +176,16 @@ def spread_over_tasks(records: list[dict[str, Any]], n: int | None) -> list[dict
     for rec in records:
         by_task.setdefault(str(rec.get("task", "")), []).append(rec)
     queues = list(by_task.values())
+    shares = [0] * len(queues)
+    left = n
+    while left:
+        for i, queue in enumerate(queues):
+            if shares[i] < len(queue) and left:
+                shares[i] += 1
+                left -= 1
     picked: list[dict[str, Any]] = []
-    depth = 0
-    while len(picked) < n:
-        for queue in queues:
-            if depth < len(queue) and len(picked) < n:
-                picked.append(queue[depth])
-        depth += 1
+    for queue, share in zip(queues, shares):
+        picked += [queue[(2 * k + 1) * len(queue) // (2 * share)] for k in range(share)]
     return picked
 
 
