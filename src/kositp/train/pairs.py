@@ -184,7 +184,7 @@ def spread_over_tasks(records: list[dict[str, Any]], n: int | None) -> list[dict
                 shares[i] += 1
                 left -= 1
     picked: list[dict[str, Any]] = []
-    for queue, share in zip(queues, shares):
+    for queue, share in zip(queues, shares, strict=True):
         picked += [queue[(2 * k + 1) * len(queue) // (2 * share)] for k in range(share)]
     return picked
 
@@ -347,7 +347,7 @@ def pairs_command(
     model: str | None = typer.Option(None, "--model", help="Model whose own wrong answers become the rejected "
                                      "replies (tiny, default, a model directory or a training RUN directory). "
                                      "Without it, only rule-based negatives."),
-    max_records: int | None = typer.Option(None, "--max-records", min=1, help="Use N records per split, spread evenly over the tasks."),
+    max_records: int | None = typer.Option(None, "--max-records", min=1, help="Use N records per split: an equal share per task, spread over each task's records."),
     max_new_tokens: int = typer.Option(64, "--max-new-tokens", min=1, max=4096, help="Answer length limit."),
     batch_size: int = typer.Option(8, "--batch-size", min=1, max=512, help="Prompts generated together."),
     wrong_below: float = typer.Option(0.5, "--wrong-below", min=0.0, max=1.0,
