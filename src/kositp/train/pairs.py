@@ -164,10 +164,10 @@ def spread_over_tasks(records: list[dict[str, Any]], n: int | None) -> list[dict
 
     Data files are grouped by source and task, so their first N records cover only a few tasks, and
     preference training on those few tasks drags the others down. Within a task, records come in runs
-    of one document and often one label (a KorQuAD passage's answerable questions, then its
-    unanswerable ones), so a task's first records are not a sample of it either: taken that way, every
-    answerability pair of the public corpus taught the same label. Shares are dealt in turns (a task
-    with fewer records leaves the rest to the others); each is taken at evenly spaced positions.
+    of one document and often one label (a KorQuAD article's answerable questions, then the
+    unanswerable ones asked of it), so a task's first records are not a sample of it either (the
+    public corpus's first 23 answerability records are all unanswerable). Shares are dealt in turns
+    (a task with fewer records leaves the rest to the others); each is taken at evenly spaced positions.
     Deterministic: no seed needed.
     """
     if n is None or n >= len(records):
