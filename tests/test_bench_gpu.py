@@ -57,6 +57,7 @@ def test_cpu_run_measures_plain_trl_and_kositp_and_records_each_failure(data, tm
     for case in (plain, ours):
         assert case["status"] == "ok" and case["steps"] == 2 and len(case["losses"]) == 2
         assert case["tokens_per_s"] > 0 and 0 < case["loss_tokens"] < case["non_pad_tokens"]
+        assert len(case["step_tokens"]) == 2 and sum(case["step_tokens"]) == case["non_pad_tokens"]
     # the same records and loss mask on both sides; padded batches hold more positions
     assert plain["mask_sha256"] == ours["mask_sha256"] and plain["loss_tokens"] == ours["loss_tokens"]
     assert plain["positions"] > ours["positions"] == ours["non_pad_tokens"] == plain["non_pad_tokens"]
@@ -71,6 +72,19 @@ def test_cpu_run_measures_plain_trl_and_kositp_and_records_each_failure(data, tm
     assert (out / "work" / "models" / "llama-tiny" / "config.json").is_file()
     md = (out / "bench_gpu.md").read_text(encoding="utf-8")
     assert "| llama-tiny | lora | trl-plain | ok |" in md and "sft_qlora: failed" in md
+
+
+def test_a_model_write_that_runs_out_of_time_skips_its_cases_and_says_why(data, tmp_path, tiny_model_dir):
+    out = tmp_path / "bench"
+    proc = subprocess.run(
+        [sys.executable, "-m", "kositp.cli", "bench", "gpu", "--out", str(out), "--shapes", "llama-tiny",
+         "--adapters", "lora", "--variants", "trl-plain", "--data", str(data), "--tokenizer", str(tiny_model_dir),
+         "--case-timeout", "1", "--budget", "120"],  # 1 s: not even enough to import torch
+        capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    report = json.loads((out / "bench_gpu.json").read_text(encoding="utf-8"))
+    assert report["models"]["llama-tiny"]["status"] == "timeout"
+    assert [c["status"] for c in report["cases"]] == ["skipped: the model could not be written (timeout)"]
 
 
 def test_unknown_shape_is_one_line_error(tmp_path):
