@@ -190,7 +190,7 @@ def run_case(case: dict[str, Any], partial: Path) -> dict[str, Any]:
         "step_tokens": step_tokens,
         "losses": recorder.losses,
         "final_loss": recorder.losses[-1] if recorder.losses else None,
-        "non_pad_tokens": sum(b["tokens"] for b in batches),
+        "non_pad_tokens": sum(step_tokens),
         "positions": sum(b["positions"] for b in batches),
         "loss_tokens": sum(b["loss_tokens"] for b in batches),
         "mask_sha256": hashlib.sha256(json.dumps([b["label_ids"] for b in batches]).encode()).hexdigest(),
