@@ -50,6 +50,7 @@ SPLITS = ("train", "validation", "test")
 PREFERENCE_FILES = {"train": "preference.jsonl", "validation": "preference_validation.jsonl",
                     "test": "preference_test.jsonl"}
 CONTEXT_FIELDS = ("context", "table")
+UNANSWERABLE_STRATUM = "holds unanswerable questions"
 
 
 class SourceConfig(Config):
@@ -213,6 +214,7 @@ class _Stats:
         self.duplicates: Counter[str] = Counter()
         self.reject_reasons: Counter[str] = Counter()
         self.documents: Counter[str] = Counter()
+        self.strata: dict[tuple[str, str], str] = {}  # documents that must spread over the splits
         self.sampled_out: Counter[str] = Counter()
         self.pii_found: Counter[str] = Counter()  # findings per kind
         self.pii_records: Counter[str] = Counter()  # records with at least one finding of the kind
@@ -286,6 +288,8 @@ def _iter_candidates(cfg: BuildConfig, tasks: tuple[str, ...], stats: _Stats, op
                 if src.ratio < 1 and stable_hash(cfg.seed, "ratio", src.label, item.doc_id) / 2**64 >= src.ratio:
                     stats.sampled_out[src.label] += 1
                     continue
+                if any(qa.is_impossible for p in item.passages for qa in p.qas):
+                    stats.strata[(item.source, item.doc_id)] = UNANSWERABLE_STRATUM
                 for ex in (e for t in source_tasks for e in BUILDERS[t](item, opt)):
                     if isinstance(ex, Reject):
                         yield "reject", ex
@@ -339,14 +343,26 @@ def _texts(record: dict) -> tuple[str, str]:
     return prompt, answer
 
 
-def assign_splits(doc_keys: set[tuple[str, str]], splits: SplitConfig, seed: int) -> dict[tuple[str, str], str]:
-    """Per source, order documents by a seeded hash and cut exact shares for test and validation."""
-    by_source: dict[str, list[str]] = defaultdict(list)
+def assign_splits(doc_keys: set[tuple[str, str]], splits: SplitConfig, seed: int,
+                  strata: dict[tuple[str, str], str] | None = None) -> dict[tuple[str, str], str]:
+    """Per source, order documents by a seeded hash and cut exact shares for test and validation.
+
+    `strata` names the documents of a kind that must reach every split in proportion (documents
+    holding unanswerable questions: a few of them decide a split's answerable : unanswerable
+    balance). Each stratum keeps its hash order and the strata are interleaved by relative
+    position, so any cut takes its share of every stratum; a source with one stratum is cut
+    exactly as by the hash alone."""
+    strata = strata or {}
+    by_source: dict[str, dict[str, list[str]]] = defaultdict(lambda: defaultdict(list))
     for source, doc_id in doc_keys:
-        by_source[source].append(doc_id)
+        by_source[source][strata.get((source, doc_id), "")].append(doc_id)
     assignment: dict[tuple[str, str], str] = {}
-    for source, ids in sorted(by_source.items()):
-        ids.sort(key=lambda d: (stable_hash(seed, "split", source, d), d))
+    for source, groups in sorted(by_source.items()):
+        placed: list[tuple[float, int, str]] = []
+        for group in groups.values():
+            group.sort(key=lambda d: (stable_hash(seed, "split", source, d), d))
+            placed += [((i + 0.5) / len(group), stable_hash(seed, "split", source, d), d) for i, d in enumerate(group)]
+        ids = [d for *_, d in sorted(placed)]
         n = len(ids)
 
         def share(ratio: float, n: int = n) -> int:
@@ -359,6 +375,12 @@ def assign_splits(doc_keys: set[tuple[str, str]], splits: SplitConfig, seed: int
             split = "test" if i < n_test else "validation" if i < n_test + n_val else "train"
             assignment[(source, doc_id)] = split
     return assignment
+
+
+def _stratum_per_split(strata: dict[tuple[str, str], str], split_of: dict[tuple[str, str], str]) -> dict[str, int]:
+    """Written documents holding unanswerable questions, per split (the balance the split keeps)."""
+    counts = Counter(split_of[key] for key in strata if key in split_of)
+    return {split: counts[split] for split in ("train", "validation", "test")}
 
 
 def _reject_line(rej: Reject) -> str:
@@ -470,7 +492,8 @@ def build(cfg: BuildConfig, out: str | Path | None = None, progress: Callable[[s
                                    stable_hash(cfg.seed, "cap", record["id"]), ref, len(prompt), len(answer), tokens))
             progress("applying caps and splitting by document")
             keep = _apply_caps(cfg, metas, reject)
-        split_of = assign_splits({m.doc_key for m, k in zip(metas, keep, strict=True) if k}, cfg.splits, cfg.seed)
+        split_of = assign_splits({m.doc_key for m, k in zip(metas, keep, strict=True) if k}, cfg.splits, cfg.seed,
+                                 stats.strata)
         counts = _write_outputs(out_dir, work, spool_path, metas, keep, split_of)
         written_metas = [m for m, k in zip(metas, keep, strict=True) if k]
         rejected = sum(stats.reject_reasons.values())
@@ -488,7 +511,8 @@ def build(cfg: BuildConfig, out: str | Path | None = None, progress: Callable[[s
             "reject_reasons": dict(sorted(stats.reject_reasons.items(), key=lambda kv: (-kv[1], kv[0]))),
             "documents": {"read": dict(sorted(stats.documents.items())),
                           "sampled_out": dict(sorted(stats.sampled_out.items())),
-                          "per_split": counts["documents_per_split"]},
+                          "per_split": counts["documents_per_split"],
+                          "with_unanswerable_per_split": _stratum_per_split(stats.strata, split_of)},
             "pii": {"mode": cfg.pii, "found": {k: stats.pii_found[k] for k in pii.KINDS},
                     "records": {k: stats.pii_records[k] for k in pii.KINDS}},
             "target_quality": {r: stats.reject_reasons[r] for r in quality.REASONS},

@@ -80,8 +80,17 @@ def card_markdown(card: dict) -> str:
     docs = card["documents"]
     lines += ["", "## Documents", "", f"Read per source: {json.dumps(docs['read'], ensure_ascii=False)}; "
               f"per split: {json.dumps(docs['per_split'])}. No document appears in two splits.", "",
+              *_stratum_line(docs),
               "## Config", "", "```json", json.dumps(card["config"], ensure_ascii=False, indent=2), "```", ""]
     return "\n".join(lines)
+
+
+def _stratum_line(docs: dict) -> list[str]:
+    held = docs.get("with_unanswerable_per_split") or {}
+    if not any(held.values()):
+        return []
+    return [f"Documents holding unanswerable questions per split: {json.dumps(held)} (spread over the "
+            "splits in proportion, so each split's answerability has both labels).", ""]
 
 
 def target_quality_markdown(card: dict) -> list[str]:
