@@ -245,3 +245,24 @@ def test_cli_errors_are_one_line(tmp_path):
     assert res.returncode == 2 and "unknown format" in res.stderr
     res = subprocess.run([*cli, "data", "stats", str(tmp_path)], capture_output=True, text=True)
     assert res.returncode == 2 and "card.json" in res.stderr
+
+
+def test_documents_with_unanswerable_questions_reach_every_split_in_proportion():
+    """A few documents decide a split's answerability balance (KorQuAD's unanswerable questions sit in
+    its partner articles only): the split interleaves them so every cut takes its share, and a source
+    without such documents is cut exactly as by the seeded hash alone."""
+    from collections import Counter
+
+    from kositp.data.build import UNANSWERABLE_STRATUM, SplitConfig, assign_splits
+
+    splits = SplitConfig(validation=0.1, test=0.2)
+    docs = {("wiki", f"a{i}") for i in range(60)} | {("news", f"n{i}") for i in range(7)}
+    strata = {("wiki", f"a{i}"): UNANSWERABLE_STRATUM for i in range(0, 60, 3)}  # 20 of the 60
+    for seed in range(20):
+        plain = assign_splits(docs, splits, seed)
+        stratified = assign_splits(docs, splits, seed, strata)
+        assert Counter(stratified.values()) == Counter(plain.values())  # the same exact shares
+        held = Counter(stratified[key] for key in strata)
+        assert held == {"test": 4, "validation": 2, "train": 14}, (seed, held)  # 20% and 10% of 20
+        assert {k: v for k, v in stratified.items() if k[0] == "news"} == {k: v for k, v in plain.items()
+                                                                          if k[0] == "news"}

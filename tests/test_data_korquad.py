@@ -184,6 +184,9 @@ def test_build_splits_by_article_and_no_text_crosses_splits(tmp_path):
                      if any(s.strip() + "." in user + answer for s in p["context"].split(".") if s.strip())]
             assert len(shown) == 1, user
     assert labels[UNANSWERABLE] > 0 and labels[ANSWERABLE] > 0
+    holding = card["documents"]["with_unanswerable_per_split"]
+    assert sum(holding.values()) > 0 and holding["train"] >= holding["test"] >= 1
+    assert "Documents holding unanswerable questions per split" in (out / "card.md").read_text(encoding="utf-8")
     # each paragraph of an article gives its own completion and composition (both have four sentences or more)
     articles_read = card["documents"]["read"]["korquad"]
     for task in ("text_completion", "text_composition"):
