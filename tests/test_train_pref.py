@@ -157,3 +157,32 @@ def test_pref_reads_the_preference_file_of_a_data_build_directory(tmp_path, tiny
                                             encoding="utf-8")
     run = train_pref(_cfg(tmp_path / "dpo", model="tiny", data=str(build), trainer={"max_steps": 1, "save_steps": 1}))
     assert json.loads((run / "summary.json").read_text())["train_records"] == 24
+
+
+def test_a_qlora_sft_run_is_continued_on_a_4bit_base_only_where_cuda_allows(tmp_path, sft_run, capsys):
+    """The SFT run's record says how it trained; continuing a QLoRA run loads its base in 4-bit on a
+    GPU, while on a CPU it loads in the preference config's dtype and says so (an explicit
+    `adapter_type=qlora` there is refused, as for a fresh QLoRA run)."""
+    import shutil
+
+    from kositp.errors import KositpError
+    from kositp.train.pref import load_with_sft_adapter
+    from kositp.train.record import read_run
+
+    assert read_run(sft_run).adapter_type == "lora"
+    assert json.loads((sft_run / "summary.json").read_text())["peak_gpu_memory_mib"] is None  # no GPU here
+    qlora_run = tmp_path / "qlora-sft"
+    shutil.copytree(sft_run, qlora_run)
+    record = json.loads((qlora_run / "run.json").read_text())
+    (qlora_run / "run.json").write_text(json.dumps(record | {"adapter_type": "qlora"}))
+    assert read_run(qlora_run).adapter_type == "qlora"
+
+    cfg = _cfg(tmp_path / "dpo", model=None, sft_run=str(qlora_run))
+    loaded = load_with_sft_adapter(cfg, "tiny", qlora_run / "adapter", read_run(qlora_run).adapter_type)
+    assert "is a QLoRA run; without a CUDA GPU its base loads in float32" in capsys.readouterr().err
+    assert not getattr(loaded.model, "is_loaded_in_4bit", False)
+    assert {p.dtype for p in loaded.model.parameters()} == {__import__("torch").float32}
+
+    cfg.adapter_type = "qlora"
+    with pytest.raises(KositpError, match="needs a CUDA GPU"):
+        load_with_sft_adapter(cfg, "tiny", qlora_run / "adapter", "lora")

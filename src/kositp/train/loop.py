@@ -60,6 +60,15 @@ def run_training(cfg: TrainConfig, out: Path, label: str, build: Callable[[list]
     return Trained(trainer, loaded, tuple(rest), result, speedups, resume_from, time.perf_counter() - started, budget)
 
 
+def _peak_gpu_memory_mib() -> float | None:
+    """This process's peak allocated GPU memory (load and training), or None on CPU."""
+    import torch
+
+    if not torch.cuda.is_available() or not torch.cuda.is_initialized():
+        return None
+    return round(torch.cuda.max_memory_allocated() / 2**20, 1)
+
+
 def finish_training(run: Trained, out: Path, is_peft: bool, record: dict, summary: dict, title: str) -> Path:
     """Save what was trained, then (on the main rank) run.json, summary.json and the loss plot."""
     from kositp.train.artifacts import record_rank, save_trained, write_summary
@@ -78,6 +87,7 @@ def finish_training(run: Trained, out: Path, is_peft: bool, record: dict, summar
             "time_budget": budget, "backend": loaded.backend, "final_step": trainer.state.global_step,
             "train_loss": run.result.training_loss, "resumed_from": run.resume_from,
             "wall_time_s": round(run.wall_s, 3), "world_size": trainer.args.world_size, "speedups": run.speedups,
+            "peak_gpu_memory_mib": _peak_gpu_memory_mib(),
         })
         plot_metrics(out, title)
     return out

@@ -10,6 +10,7 @@ ORPO and SimPO are reference-free.
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Any, Literal
 
@@ -87,18 +88,26 @@ def resolve_parent(cfg: PrefConfig) -> tuple[str, str, Path | None, str | None]:
     return record.base_model, record.base_model_source(), record.weights_dir(run), str(run)
 
 
-def load_with_sft_adapter(cfg: PrefConfig, base: str, adapter_dir: Path):
+def load_with_sft_adapter(cfg: PrefConfig, base: str, adapter_dir: Path, sft_adapter_type: str | None = None):
+    """The base with the SFT run's adapter, trainable. A QLoRA SFT run's base (or `adapter_type=qlora`)
+    is loaded in 4-bit as SFT loaded it, so continuing it needs no more GPU memory than SFT did."""
     from peft import PeftModel
     from transformers import AutoTokenizer
 
     from kositp.chat import end_of_turn_ids, load_chat_format
     from kositp.models import load_model, resolve_model_path
-    from kositp.train.modeling import LoadedModel, check_adapter_type, cuda_available
+    from kositp.train.modeling import LoadedModel, check_adapter_type, cuda_available, four_bit_load_kwargs
 
-    check_adapter_type(cfg.adapter_type, cuda_available())
+    four_bit = cfg.adapter_type == "qlora" or sft_adapter_type == "qlora" and cuda_available()
+    if four_bit:
+        print(f"loading the base in 4-bit (NF4) under {adapter_dir.parent}'s QLoRA adapter", file=sys.stderr)
+    elif sft_adapter_type == "qlora":
+        print(f"note: {adapter_dir.parent} is a QLoRA run; without a CUDA GPU its base loads in {cfg.dtype}",
+              file=sys.stderr)
+    check_adapter_type("qlora" if four_bit else cfg.adapter_type, cuda_available())
     tokenizer = AutoTokenizer.from_pretrained(str(adapter_dir))
     fmt = load_chat_format(adapter_dir, tokenizer)
-    model = load_model(base, cfg.dtype)
+    model = load_model(base, cfg.dtype, **(four_bit_load_kwargs() if four_bit else {}))
     if len(tokenizer) > model.get_input_embeddings().weight.shape[0]:
         model.resize_token_embeddings(len(tokenizer))
     model.generation_config.eos_token_id = end_of_turn_ids(tokenizer, fmt)
@@ -172,7 +181,7 @@ def build_pref_trainer(cfg: PrefConfig, out: Path, callbacks: list | None = None
     import_unsloth_first(cfg.backend)
     config_cls, trainer_cls = _trainer_classes(cfg.method)
     if adapter_dir is not None:
-        loaded = load_with_sft_adapter(cfg, base_source, adapter_dir)
+        loaded = load_with_sft_adapter(cfg, base_source, adapter_dir, read_run(Path(parent)).adapter_type)
     else:
         loaded = load_for_training(cfg.model_copy(update={"model": base_source}), cfg.max_length)
     args = trl_arguments(config_cls, cfg, out, has_eval=bool(eval_rows), stage_args=_method_args(cfg))

@@ -31,6 +31,9 @@ class RunRecord(BaseModel):
     base_model: str = Field(description="The base model as the recipe named it (alias, hub id or directory).")
     base_model_path: str | None = Field(None, description="The local directory that name resolved to when training.")
     adapter: str | None = Field(None, description="Subdirectory with the LoRA adapter (LoRA/QLoRA runs).")
+    adapter_type: Literal["lora", "qlora", "full"] | None = Field(
+        None, description="How the run trained (SFT runs; absent in older records): a QLoRA run's base was "
+                          "loaded in 4-bit, and a preference run continuing it loads it so again.")
     model: str | None = Field(None, description="Subdirectory with full weights (full fine-tuning).")
     chat_format: str = Field(description="Chat format name; the template itself is in kositp_chat.json.")
     final_step: int = Field(ge=0, description="Optimizer steps done.")

@@ -129,5 +129,6 @@ def train_sft(cfg: SFTConfig) -> Path:
     run = run_training(cfg, out, "SFT", lambda callbacks: build_sft_trainer(cfg, out, callbacks, rows))
     (stats,) = run.built
     tokens = int(run.trainer.state.num_input_tokens_seen or 0)
-    return finish_training(run, out, cfg.uses_peft(), record={"kind": "sft", "method": "sft", "base_model": cfg.model},
+    record = {"kind": "sft", "method": "sft", "base_model": cfg.model, "adapter_type": cfg.adapter_type}
+    return finish_training(run, out, cfg.uses_peft(), record=record,
                            summary=stats | {"tokens_seen": tokens}, title=f"SFT {cfg.model}")
