@@ -120,12 +120,27 @@ stage dpo "$OUT/dpo/run.json" \
   "$KOSITP" train pref --config "$PREF_RECIPE" --adapter "$OUT/sft" --data "$OUT/pairs" --out "$OUT/dpo" \
   overwrite=true "${PREF_SET[@]}"
 
+# evaluate TARGET DIR: the generated suite (tasks) and the benchmarks (seed4, kobest) as two one-thread
+# processes side by side in DIR.parts (one core each beats two threads in one process), then the whole
+# list once more into DIR with --resume: it reuses both suites' results and writes the one report, so
+# DIR/report.json (the stage's done file) exists only once every suite is in it
+evaluate() {
+  local target=$1 dir=$2 common=(--data "$OUT/data" --limit "$LIMIT" --quiet --resume "${EVAL_SET[@]}")
+  mkdir -p "$dir.parts"
+  OMP_NUM_THREADS=1 "$KOSITP" eval --model "$target" --suite tasks --out "$dir.parts" "${common[@]}" \
+    > "$dir.parts/tasks.log" 2>&1 &
+  local tasks_pid=$!
+  OMP_NUM_THREADS=1 "$KOSITP" eval --model "$target" --suite seed4,kobest --out "$dir.parts" "${common[@]}" \
+    > "$dir.parts/benchmarks.log" 2>&1 || { wait "$tasks_pid"; echo "error: see $dir.parts/benchmarks.log" >&2; return 1; }
+  wait "$tasks_pid" || { echo "error: see $dir.parts/tasks.log" >&2; return 1; }
+  mkdir -p "$dir/suites"
+  cp "$dir.parts/suites/"*.json "$dir/suites/"
+  "$KOSITP" eval --model "$target" --suite tasks,seed4,kobest --out "$dir" "${common[@]}"
+}
 for run in base sft dpo; do
   target=$MODEL
   [[ $run != base ]] && target="$OUT/$run"
-  stage "eval/$run" "$OUT/eval/$run/report.json" \
-    "$KOSITP" eval --model "$target" --suite tasks,seed4,kobest --data "$OUT/data" --limit "$LIMIT" \
-    --out "$OUT/eval/$run" --quiet --resume "${EVAL_SET[@]}"
+  stage "eval/$run" "$OUT/eval/$run/report.json" evaluate "$target" "$OUT/eval/$run"
 done
 
 "$KOSITP" eval compare "$OUT/eval/base" "$OUT/eval/sft" "$OUT/eval/dpo" --out "$DOCS"

@@ -48,6 +48,9 @@ def test_quick_experiment_runs_every_stage_and_writes_the_comparison(quick_exper
         assert row.split("|")[2].strip().isdigit(), row  # its wall time in seconds
     sft = json.loads((runs / "sft" / "run.json").read_text(encoding="utf-8"))
     assert sft["time_budget"]["steps_planned"] == sft["final_step"] == 3
+    for run in ("base", "sft", "dpo"):  # both side-by-side processes' suites made it into the one report
+        info = json.loads((runs / "eval" / run / "run_info.json").read_text(encoding="utf-8"))
+        assert info["reused_suites"] == ["tasks", "seed4", "kobest"], (run, info["reused_suites"])
 
     again = run_script("experiment_public.sh", env, 600, "--quick")
     assert again.returncode == 0 and again.stdout.count(": reused (") == 7  # a continued run redoes nothing
