@@ -262,6 +262,9 @@ def test_build_pairs_uses_the_models_wrong_answers(tmp_path, tiny_model_dir):
     assert card["splits"]["train"]["rejected_from"] == {"model": 6}
     first = json.loads((tmp_path / "pairs" / "train.jsonl").read_text().splitlines()[0])
     assert first["rejected_from"] == "model" and first["rejected"][0]["content"] != first["chosen"][0]["content"]
+    # 6 new tokens end no answer of the random model: every rejected reply is a cut one, and says so
+    assert first["rejected_finished"] is False and card["splits"]["train"]["unfinished_rejected"] == 6
+    assert "6 rejected replies are model answers cut at the token limit" in (tmp_path / "pairs" / "card.md").read_text()
 
 
 def test_run_directory_guard(tmp_path):

@@ -268,6 +268,7 @@ def build_pairs(
                 lambda step, items=items: _generate(model, [p for _, p, _ in items], max_new_tokens, batch_size, step),
             )
         pairs, by_source, by_task, by_rule, not_worse = [], Counter(), Counter(), Counter(), Counter()
+        unfinished = 0
         for (rec, prompt, gold), generated in zip(items, outputs, strict=True):
             task = rec.get("task", "")
             key = str(rec.get("id") or json.dumps(prompt, ensure_ascii=False))
@@ -297,12 +298,16 @@ def build_pairs(
             if "chosen_score" in picked:
                 pair |= {"chosen_score": round(picked["chosen_score"], 4),
                          "rejected_score": round(picked["rejected_score"], 4)}
+            # a model answer cut at max_new_tokens: DPO then compares a whole gold reply with a fragment
+            pair["rejected_finished"] = picked["finished"]
+            unfinished += not picked["finished"]
             pairs.append(pair)
         path = out / f"{split}.jsonl"
         path.write_text("".join(json.dumps(p, ensure_ascii=False) + "\n" for p in pairs), encoding="utf-8")
         card["splits"][split] = {"records": len(recs), "pairs": len(pairs), "skipped": sum(reasons.values()),
                                  "rejects": dict(reasons), "not_worse_candidates": dict(not_worse),
-                                 "rejected_from": dict(by_source), "rules": dict(by_rule), "tasks": dict(by_task)}
+                                 "rejected_from": dict(by_source), "unfinished_rejected": unfinished,
+                                 "rules": dict(by_rule), "tasks": dict(by_task)}
     (out / "rejects.jsonl").write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rejects),
                                        encoding="utf-8")
     (out / "card.json").write_text(json.dumps(card, ensure_ascii=False, indent=2), encoding="utf-8")
@@ -331,6 +336,8 @@ def _card_markdown(card: dict[str, Any]) -> str:
                   f"({info['skipped']} records gave no pair; each is in rejects.jsonl with its reason).", "",
                   "| rejected from | pairs |", "|---|---|"]
         lines += [f"| {k} | {v} |" for k, v in sorted(info["rejected_from"].items())]
+        lines += ["", f"{info['unfinished_rejected']} rejected replies are model answers cut at the token limit "
+                  "(`--max-new-tokens`), not finished answers."]
         lines += ["", "| record without a pair: reason | records |", "|---|---|"]
         lines += [f"| {k} | {v} |" for k, v in sorted(info["rejects"].items())] or ["| none | 0 |"]
         lines += ["", "| candidate scoring as well as chosen (discarded), from | candidates |", "|---|---|"]
