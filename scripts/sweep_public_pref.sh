@@ -2,7 +2,9 @@
 # The preference stage's settings, picked on the validation split: after scripts/experiment_public.sh has
 # written $OUT/data, $OUT/sft and $OUT/pairs, train each variant below from the same SFT adapter, score it
 # and the SFT model on data/public's validation records (tasks suite, at most $LIMIT per task), and put
-# them side by side with paired intervals against SFT in $DOCS/sweep/comparison.md (+ .json, .png).
+# them side by side with paired intervals against SFT in $DOCS/sweep/comparison.md (+ .json, .png). The
+# tasks in $FULL_TASKS are also scored on every validation record ($DOCS/sweep/comparison-full.*): a
+# label task drifts by a few answers, which $LIMIT records cannot show.
 # Two variants at a time, one thread each (2 cores). A finished variant (run.json / report.json) is reused.
 #
 #   OUT=runs/public bash scripts/sweep_public_pref.sh
@@ -48,9 +50,18 @@ VARIANTS=(
   "rpo0|rpo_alpha=0"
 )
 
-mkdir -p "$SWEEP/valdata" "$SWEEP/logs"
+FULL_TASKS=${FULL_TASKS:-answerability_classification}
+
+mkdir -p "$SWEEP/valdata" "$SWEEP/valdata-full" "$SWEEP/logs"
 # `kositp eval --data` scores a folder's test.jsonl: here, the validation records
 cp "$OUT/data/validation.jsonl" "$SWEEP/valdata/test.jsonl"
+python3 - "$OUT/data/validation.jsonl" "$SWEEP/valdata-full/test.jsonl" "$FULL_TASKS" <<'PY'
+import json, sys
+src, dst, tasks = sys.argv[1], sys.argv[2], set(sys.argv[3].split(","))
+lines = [line for line in open(src, encoding="utf-8") if line.strip() and json.loads(line)["task"] in tasks]
+open(dst, "w", encoding="utf-8").writelines(lines)
+print(f"valdata-full: {len(lines)} validation records of {', '.join(sorted(tasks))}")
+PY
 
 train() {  # train NAME OVERRIDES
   local name=$1
@@ -60,10 +71,13 @@ train() {  # train NAME OVERRIDES
     --out "$SWEEP/dpo-$name" overwrite=true $2 "${PREF_SET[@]}" > "$SWEEP/logs/train-$name.log" 2>&1
 }
 
-evaluate() {  # evaluate NAME MODEL
-  [[ -e $SWEEP/eval/$1/report.json ]] && return 0
-  OMP_NUM_THREADS=1 "$KOSITP" eval --model "$2" --suite tasks --data "$SWEEP/valdata" --limit "$LIMIT" \
-    --out "$SWEEP/eval/$1" --quiet --resume "${EVAL_SET[@]}" > "$SWEEP/logs/eval-$1.log" 2>&1
+evaluate() {  # evaluate NAME MODEL: at most $LIMIT records per task, then $FULL_TASKS' every record
+  [[ -e $SWEEP/eval/$1/report.json ]] || OMP_NUM_THREADS=1 "$KOSITP" eval --model "$2" --suite tasks \
+    --data "$SWEEP/valdata" --limit "$LIMIT" --out "$SWEEP/eval/$1" --quiet --resume "${EVAL_SET[@]}" \
+    > "$SWEEP/logs/eval-$1.log" 2>&1 || return 1
+  [[ -e $SWEEP/eval-full/$1/report.json ]] || OMP_NUM_THREADS=1 "$KOSITP" eval --model "$2" --suite tasks \
+    --data "$SWEEP/valdata-full" --out "$SWEEP/eval-full/$1" --quiet --resume "${EVAL_SET[@]}" \
+    > "$SWEEP/logs/eval-full-$1.log" 2>&1
 }
 
 run_variant() {  # run_variant "name|overrides"
@@ -86,14 +100,18 @@ done
 
 names=()
 reports=("$SWEEP/eval/sft")
+full=("$SWEEP/eval-full/sft")
 for variant in "${VARIANTS[@]}"; do
   names+=("${variant%%|*}")
   reports+=("$SWEEP/eval/${variant%%|*}")
+  full+=("$SWEEP/eval-full/${variant%%|*}")
 done
-for report in "${reports[@]}"; do  # a failed variant said so above; compare only a complete sweep
+for report in "${reports[@]}" "${full[@]}"; do  # a failed variant said so above; compare only a complete sweep
   [[ -e $report/report.json ]] || { echo "error: $report/report.json missing: see $SWEEP/logs" >&2; exit 1; }
 done
 "$KOSITP" eval compare "${reports[@]}" --out "$SWEEP/compare"
+"$KOSITP" eval compare "${full[@]}" --out "$SWEEP/compare-full"
 mkdir -p "$DOCS/sweep"
 cp "$SWEEP/compare/comparison."{md,json,png} "$DOCS/sweep/"
-echo "sweep over ${names[*]}: $DOCS/sweep/comparison.md"
+for ext in md json png; do cp "$SWEEP/compare-full/comparison.$ext" "$DOCS/sweep/comparison-full.$ext"; done
+echo "sweep over ${names[*]}: $DOCS/sweep/comparison.md, $DOCS/sweep/comparison-full.md"

@@ -78,6 +78,12 @@ def test_quick_preference_sweep_trains_each_variant_and_compares_them_with_sft(q
     assert [r["name"] for r in comparison["runs"]] == ["sft", *variants]
     validation = sum(1 for line in (runs / "data" / "validation.jsonl").open(encoding="utf-8") if line.strip())
     assert 0 < comparison["suite_sizes"]["tasks"]["sft"] <= min(validation, 2 * 22)  # LIMIT=2 per task
+    # answerability again on every validation record, beyond LIMIT
+    full = json.loads((runs / "compare" / "sweep" / "comparison-full.json").read_text(encoding="utf-8"))
+    answerability = sum(1 for line in (runs / "data" / "validation.jsonl").open(encoding="utf-8")
+                         if json.loads(line)["task"] == "answerability_classification")
+    assert [r["name"] for r in full["runs"]] == ["sft", *variants]
+    assert full["suite_sizes"]["tasks"]["sft"] == answerability > 2
     configs = {name: (runs / "sweep" / f"dpo-{name}" / "config.yaml").read_text(encoding="utf-8")
                for name in variants}
     assert "rpo_alpha: 0.0" in configs["rpo0"] and "rpo_alpha: 1.0" in configs["lr1e-5"]
