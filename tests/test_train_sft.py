@@ -115,7 +115,7 @@ def test_sft_run_directory_layout(tiny_run: Path):
     trl_has_a_kernel = trl_utils._ChunkedLogProbFunction is not None  # Triton: TRL's own kernel runs
     assert record == {
         "kind": "sft", "method": "sft", "base_model": "tiny", "base_model_path": record["base_model_path"],
-        "adapter": "adapter", "model": None, "chat_format": "chatml", "final_step": 16, "parent_run": None, "tasks": None,
+        "adapter": "adapter", "adapter_type": "lora", "model": None, "chat_format": "chatml", "final_step": 16, "parent_run": None, "tasks": None,
         "speedups": {"lm_head": TRL_KERNEL if trl_has_a_kernel else FAST_KERNEL}, "time_budget": None,
     }
     adapter = tiny_run / "adapter"
