@@ -9,7 +9,8 @@ import pytest
 
 from kositp.eval.bootstrap import load_examples, paired_bootstrap
 
-KEYS = ["tasks/mean_primary", "tasks/valid_rate", "tasks/checkable/mean_primary", "tasks/checkable/valid_rate"]
+KEYS = ["tasks/mean_primary", "tasks/record_mean_primary", "tasks/valid_rate", "tasks/checkable/mean_primary",
+        "tasks/checkable/valid_rate"]
 
 
 def _report(folder: Path, rows: list[tuple[str, str, float, bool]]) -> Path:
@@ -73,6 +74,17 @@ def test_only_examples_both_runs_scored_are_paired_and_checkable_excludes_open_e
     assert found["tasks/mean_primary"]["difference"] == pytest.approx((1.0 + 0.4) / 2)
     assert found["tasks/checkable/mean_primary"]["n"] == 10
     assert found["tasks/checkable/mean_primary"]["difference"] == 1.0
+
+
+def test_the_record_mean_weighs_each_record_once_where_the_task_mean_weighs_each_task_once(tmp_path):
+    # 30 short answers unchanged, one 2-record task losing one of its two: -0.25 on the task mean, -1/32 per record
+    short = [(SHORT, f"s{i}", 0.5, True) for i in range(30)]
+    a = load_examples(_report(tmp_path / "a", short + [(YES_NO, "y0", 1.0, True), (YES_NO, "y1", 1.0, True)]))
+    b = load_examples(_report(tmp_path / "b", short + [(YES_NO, "y0", 1.0, True), (YES_NO, "y1", 0.0, True)]))
+    found = paired_bootstrap(b, a, KEYS)
+    assert found["tasks/mean_primary"]["difference"] == pytest.approx(-0.25)
+    assert found["tasks/record_mean_primary"]["difference"] == pytest.approx(-1 / 32)
+    assert found["tasks/record_mean_primary"]["n"] == 32
 
 
 def test_compare_writes_the_intervals_for_every_pair(tmp_path):

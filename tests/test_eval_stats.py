@@ -134,7 +134,7 @@ def test_every_headline_metric_gets_its_interval_recomputed_as_the_report_comput
     assert sizes["tasks/mean_primary"] == 63 and sizes[f"tasks/{LONG}/rouge_l"] == 3
     assert sizes["seed4/nsmc/macro_f1"] == 30 and sizes["kobest/hellaswag/f1"] == 30
     # the macro metrics the old report left without one: macro over tasks, macro-F1 (strict, valid-only), KoBEST F1
-    for key in ("tasks/mean_primary", "tasks/valid_rate", "seed4/nsmc/macro_f1", "seed4/hatespeech/macro_f1_valid_only",
+    for key in ("tasks/mean_primary", "tasks/record_mean_primary", "tasks/valid_rate", "seed4/nsmc/macro_f1", "seed4/hatespeech/macro_f1_valid_only",
                 "seed4/nsmc/invalid_rate", "kobest/hellaswag/f1", "kobest/hellaswag/acc"):
         low, high = intervals[key]
         assert low <= headline[key] + 1e-9 and headline[key] - 1e-9 <= high and low < high, key
@@ -168,15 +168,16 @@ def test_comparison_draws_one_panel_per_suite_with_intervals_and_sizes(tmp_path)
     panels = result["figure"]["panels"]
     assert [p["suite"] for p in panels] == ["tasks", "seed4", "kobest"]
     assert panels[0]["title"].endswith("n = 63 examples") and panels[1]["title"].endswith("n = 60 examples")
-    assert panels[0]["metrics"][:2] == ["mean_primary (n=63)", "valid_rate (n=63)"]  # sizes differ: in the labels
-    assert sorted(panels[0]["metrics"][2:]) == [f"{LONG}/rouge_l (n=3)", f"{SHORT}/token_f1 (n=30)",
+    assert panels[0]["metrics"][:3] == ["mean_primary (n=63)", "record_mean_primary (n=63)",
+                                        "valid_rate (n=63)"]  # sizes differ: in the labels
+    assert sorted(panels[0]["metrics"][3:]) == [f"{LONG}/rouge_l (n=3)", f"{SHORT}/token_f1 (n=30)",
                                                 f"{YES_NO}/accuracy (n=30)"]
     assert panels[1]["metrics"] == ["nsmc/macro_f1", "nsmc/macro_f1_valid_only", "hatespeech/macro_f1",
                                     "hatespeech/macro_f1_valid_only"]  # invalid rates stay in the tables
     assert panels[2]["metrics"] == ["hellaswag/acc", "hellaswag/f1"]
     for panel in panels:  # one bar per run and metric; an error bar on each that has an interval
         assert panel["bars"] == 2 * len(panel["metrics"])
-    assert [p["intervals"] for p in panels] == [2 * 4, 2 * 4, 2 * 2]  # the 3 open-ended answers have none
+    assert [p["intervals"] for p in panels] == [2 * 5, 2 * 4, 2 * 2]  # the 3 open-ended answers have none
     image = matplotlib.image.imread(tmp_path / "cmp" / "comparison.png")
     assert list(image.shape[:2]) == result["figure"]["pixels"] and image.shape[0] > 700  # three panels stacked
     saved = json.loads((tmp_path / "cmp" / "comparison.json").read_text(encoding="utf-8"))

@@ -54,7 +54,8 @@ def _identities(rows: list[dict]) -> list[tuple[str, str, int]]:
 def paired_keys(headline_a: dict, headline_b: dict) -> list[str]:
     """The headline metrics both reports have, the task suite's checkable part right after its summary."""
     keys = [k for k in headline_a if k in headline_b]
-    summary = [keys.index(k) for k in ("tasks/mean_primary", "tasks/valid_rate") if k in keys]
+    summary = [keys.index(k) for k in ("tasks/mean_primary", "tasks/record_mean_primary", "tasks/valid_rate")
+               if k in keys]
     if summary:
         keys[max(summary) + 1:max(summary) + 1] = CHECKABLE_KEYS
     return keys

@@ -202,6 +202,10 @@ def evaluate(cfg: EvalConfig, show_progress: bool = True) -> dict:
         for suite in cfg.suites:
             kept = checkpoints.load(cfg.out, suite, key) if cfg.resume else None
             if kept is not None:
+                if suite == "tasks":  # aggregated again, so a suite saved by an earlier version gains newer summaries
+                    from kositp.eval.suites import tasks
+
+                    kept[0].metrics = tasks.aggregate(kept[0].examples)
                 results.append(kept[0])
                 timings[f"{suite}_s"] = kept[1]
                 reused.append(suite)

@@ -173,6 +173,8 @@ def statistic(key: str, rows: list[dict], suites: dict | None = None) -> Statist
         if metric == "mean_primary":
             return group_macro_statistic([float(e["scores"][_primary(e["task"])]) for e in rows],
                                          [str(e["task"]) for e in rows])
+        if metric == "record_mean_primary":
+            return mean_statistic([float(e["scores"][_primary(e["task"])]) for e in rows])
         return mean_statistic([float(e["valid"]) for e in rows]) if metric == "valid_rate" else None
     suite, task = scope(key)
     if metric == "invalid_rate":

@@ -221,6 +221,8 @@ def aggregate(examples: list[dict]) -> dict:
         "n_tasks": len(per_task),
         "n": len(examples),
         "mean_primary": metrics.mean(primaries),
+        # every record counts once: a task with 2 test records moves it as little as it should
+        "record_mean_primary": metrics.mean([e["scores"][PRIMARY[kind_of(e["task"])]] for e in examples]),
         "valid_rate": metrics.mean([float(e["valid"]) for e in examples]),
         "tasks_missing": [t for t in TASKS if t not in per_task],
     }
