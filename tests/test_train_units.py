@@ -173,6 +173,22 @@ def test_preference_records_paired_and_unpaired(tmp_path):
         preference_rows(bad, unpaired=False)
 
 
+def test_pair_tasks_checkable_keeps_only_the_pairs_whose_answer_the_metric_checks():
+    from kositp.config import load_config
+    from kositp.train.pref import PrefConfig, _select_pairs
+
+    records = [{"task": t, "prompt": "p"} for t in ("extractive_qa_short", "answerability_classification",
+                                                      "title2contents", "title_generation", "text_simplification")]
+    records.append({"prompt": "a pair without a task"})
+    assert _select_pairs(records, "all") == (records, 0)
+    kept, left_out = _select_pairs(records, "checkable")
+    assert [r["task"] for r in kept] == ["extractive_qa_short", "answerability_classification", "text_simplification"]
+    assert left_out == 3
+    assert load_config(PrefConfig, None, ["pair_tasks=checkable"]).pair_tasks == "checkable"
+    with pytest.raises(KositpError, match="pair_tasks"):
+        load_config(PrefConfig, None, ["pair_tasks=short"])
+
+
 @pytest.mark.parametrize("name", ["ddp.yaml", "cpu-ddp.yaml", "fsdp.yaml", "zero2.yaml", "zero3.yaml"])
 def test_accelerate_configs_load_with_accelerate(name):
     from kositp.train.accelerate_configs import validate

@@ -53,6 +53,11 @@ class PrefConfig(TrainConfig):
     desirable_weight: float = Field(1.0, gt=0, description="KTO only: weight of desirable (chosen) examples.")
     undesirable_weight: float = Field(1.0, gt=0, description="KTO only: weight of undesirable (rejected) examples.")
     max_length: int | None = Field(1024, ge=8, description="Longest prompt + answer in tokens (TRL truncates).")
+    pair_tasks: Literal["all", "checkable"] = Field(
+        "all", description="Which pairs to train on. checkable: only those of tasks whose answer the task metric "
+        "checks (labels, options, short answers, keywords, simplification); the open-ended ones (titles, long "
+        "texts) are left out, since there the gold is often several times longer than the model's reply and "
+        "DPO learns length rather than correctness. Records without a task count as open-ended.")
     trainer: PrefTrainerSettings = Field(default_factory=PrefTrainerSettings,
                                          description="Optimisation, schedule, checkpoints and logging (TRL names).")
 
@@ -163,6 +168,16 @@ def _preference_source(data: str) -> str:
     return data
 
 
+def _select_pairs(records: list[dict], pair_tasks: str) -> tuple[list[dict], int]:
+    """(the records `pair_tasks` keeps, how many it leaves out)."""
+    if pair_tasks == "all":
+        return records, 0
+    from kositp.eval.stats import is_checkable
+
+    kept = [r for r in records if is_checkable(str(r.get("task")))]  # an unknown task counts as open-ended
+    return kept, len(records) - len(kept)
+
+
 def build_pref_trainer(cfg: PrefConfig, out: Path, callbacks: list | None = None):
     """Data, model and TRL trainer for `cfg`; returns (trainer, loaded, stats, base model name, parent_run)."""
     from kositp.train.data import load_records, preference_rows
@@ -170,11 +185,16 @@ def build_pref_trainer(cfg: PrefConfig, out: Path, callbacks: list | None = None
     data, _ = cfg.require_paths()
     base_name, base_source, adapter_dir, parent = resolve_parent(cfg)
     records = load_records(_preference_source(data))
+    train_records, left_out = _select_pairs(records["train"], cfg.pair_tasks)
+    eval_records, _ = _select_pairs(records.get("validation", []), cfg.pair_tasks)
     unpaired = cfg.method == "kto"
-    train_rows = preference_rows(records["train"], unpaired)[: cfg.max_train_samples]
-    eval_rows = preference_rows(records.get("validation", []), unpaired)[: cfg.max_eval_samples]
+    train_rows = preference_rows(train_records, unpaired)[: cfg.max_train_samples]
+    eval_rows = preference_rows(eval_records, unpaired)[: cfg.max_eval_samples]
     if not train_rows:
-        raise KositpError(f"no preference records in {data}")
+        raise KositpError(f"no preference records in {data}" + (f" of {cfg.pair_tasks} tasks" if left_out else ""))
+    if left_out:
+        print(f"pair_tasks={cfg.pair_tasks}: training on {len(train_records)} pairs, leaving out {left_out} "
+              "of open-ended tasks", file=sys.stderr)
 
     from kositp.train.modeling import import_unsloth_first, load_for_training
 
@@ -186,7 +206,8 @@ def build_pref_trainer(cfg: PrefConfig, out: Path, callbacks: list | None = None
         loaded = load_for_training(cfg.model_copy(update={"model": base_source}), cfg.max_length)
     args = trl_arguments(config_cls, cfg, out, has_eval=bool(eval_rows), stage_args=_method_args(cfg))
     trainer = make_trainer(trainer_cls, loaded, args, train_rows, eval_rows, callbacks)
-    stats = {"train_records": len(train_rows), "eval_records": len(eval_rows), "method": cfg.method}
+    stats = {"train_records": len(train_rows), "eval_records": len(eval_rows), "method": cfg.method,
+             "pairs_left_out": left_out}
     return trainer, loaded, stats, base_name, parent
 
 
