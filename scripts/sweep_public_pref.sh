@@ -39,19 +39,20 @@ for need in "$OUT/data/validation.jsonl" "$OUT/sft/run.json" "$OUT/pairs/train.j
   [[ -e $need ]] || { echo "error: $need not found: run scripts/experiment_public.sh first" >&2; exit 2; }
 done
 
-# name | recipe overrides. The recipe as it is (lr 1e-5, beta 0.1, sigmoid loss, `rpo_alpha` 1, 32 steps
-# of 2 pairs), then one change each: every pair once (150 steps, still inside the recipe's time budget),
-# and DPO alone, without the SFT term on the chosen answers. (The first sweep, on the split before its
-# answerability was balanced, compared lr 5e-5, beta 0.5, model-only pairs, IPO and lr 1e-5:
-# docs/experiments/public/unstratified/.) The last two train only on the pairs of tasks with a checkable
-# answer (`pair_tasks=checkable`): in the open-ended tasks' pairs the gold is often several times longer than
-# the model's reply, and DPO without the SFT term made replies longer. With --quick, its step limits come
-# last and so win over a variant's.
+# name | recipe overrides. Each variant names its pairs and its SFT term, so it means the same whatever
+# the recipe says; the rest (lr 1e-5, beta 0.1, sigmoid loss, 32 steps of 2 pairs) is the recipe's.
+# lr1e-5: every pair with the SFT term (`rpo_alpha` 1), the recipe the first sweep chose (on the split
+# before its answerability was balanced, where it compared lr 5e-5, beta 0.5, model-only pairs, IPO and
+# lr 1e-5: docs/experiments/public/unstratified/); epoch: the same over every pair once (150 steps, still
+# inside the time budget); rpo0: every pair without the SFT term; checkable and checkable-rpo0: only the
+# pairs of tasks with a checkable answer, with and without the SFT term (in the open-ended tasks' pairs
+# the gold is often several times longer than the model's reply). The recipe is now checkable-rpo0.
+# With --quick, its step limits come last and so win over a variant's.
 VARIANTS=(
-  "lr1e-5|"
-  "epoch|trainer.max_steps=150"
-  "rpo0|rpo_alpha=0"
-  "checkable|pair_tasks=checkable"
+  "lr1e-5|pair_tasks=all rpo_alpha=1.0"
+  "epoch|pair_tasks=all rpo_alpha=1.0 trainer.max_steps=150"
+  "rpo0|pair_tasks=all rpo_alpha=0"
+  "checkable|pair_tasks=checkable rpo_alpha=1.0"
   "checkable-rpo0|pair_tasks=checkable rpo_alpha=0"
 )
 

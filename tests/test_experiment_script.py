@@ -73,7 +73,7 @@ def test_quick_preference_sweep_trains_each_variant_and_compares_them_with_sft(q
     runs, env = quick_experiment
     done = run_script("sweep_public_pref.sh", env, 1800, "--quick")
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    variants = ["lr1e-5", "epoch", "rpo0"]
+    variants = ["lr1e-5", "epoch", "rpo0", "checkable", "checkable-rpo0"]
     comparison = json.loads((runs / "compare" / "sweep" / "comparison.json").read_text(encoding="utf-8"))
     assert [r["name"] for r in comparison["runs"]] == ["sft", *variants]
     validation = sum(1 for line in (runs / "data" / "validation.jsonl").open(encoding="utf-8") if line.strip())
@@ -87,6 +87,8 @@ def test_quick_preference_sweep_trains_each_variant_and_compares_them_with_sft(q
     configs = {name: (runs / "sweep" / f"dpo-{name}" / "config.yaml").read_text(encoding="utf-8")
                for name in variants}
     assert "rpo_alpha: 0.0" in configs["rpo0"] and "rpo_alpha: 1.0" in configs["lr1e-5"]
+    assert "rpo_alpha: 0.0" in configs["checkable-rpo0"] and "rpo_alpha: 1.0" in configs["checkable"]
+    assert [name for name in variants if "pair_tasks: checkable" in configs[name]] == ["checkable", "checkable-rpo0"]
     assert all("learning_rate: 1.0e-05" in config for config in configs.values())
     for name in variants:  # --quick's step limit wins over the epoch variant's 150 steps
         assert json.loads((runs / "sweep" / f"dpo-{name}" / "run.json").read_text(encoding="utf-8"))["final_step"] == 2
