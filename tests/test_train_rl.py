@@ -111,6 +111,24 @@ def test_grpo_continues_an_sft_adapter_with_a_frozen_reference(tmp_path, tiny_mo
     assert any(not (before[k] == after[k]).all() for k in before)
 
 
+def test_grpo_continues_a_qlora_sft_run_as_dpo_does(tmp_path, tiny_model_dir, capsys):
+    """The SFT run's record says it trained QLoRA: GRPO reloads that base as the preference stage does
+    (4-bit on a GPU; here, without one, in the config's dtype with a note)."""
+    from kositp.config import load_config
+    from kositp.train.rl import build_rl_trainer
+    from kositp.train.sft import SFTConfig, train_sft
+
+    sft = load_config(SFTConfig, "sft/tiny")
+    sft.data, sft.out, sft.progress = str(DATA), str(tmp_path / "sft"), False
+    sft.trainer.max_steps = 1
+    sft_run = train_sft(sft)
+    record = json.loads((sft_run / "run.json").read_text())
+    (sft_run / "run.json").write_text(json.dumps(record | {"adapter_type": "qlora"}))
+    capsys.readouterr()
+    build_rl_trainer(_cfg(tmp_path / "rl", model=None, sft_run=str(sft_run), trainer={"max_steps": 1}), tmp_path / "rl")
+    assert "is a QLoRA run; without a CUDA GPU its base loads in" in capsys.readouterr().err
+
+
 def test_cpu_lm_head_gives_grpo_the_models_own_log_probabilities(tmp_path, tiny_model_dir, monkeypatch):
     """GRPO scores completions through TRL's fused LM-head slot at the sampling temperature; kositp's CPU
     kernels there must give exactly log_softmax(logits / T) of the model's own forward."""

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 from pydantic import Field, model_validator
 
@@ -69,14 +69,24 @@ class PrefConfig(TrainConfig):
         return self
 
 
-def resolve_parent(cfg: PrefConfig) -> tuple[str, str, Path | None, str | None]:
-    """(base model name, where to load it from, SFT adapter dir or None, parent run), mismatches refused."""
+class Parent(NamedTuple):
+    """What a preference or RL run continues: its base model and, for an SFT adapter run, the adapter."""
+
+    base_name: str
+    base_source: str  # where to load the base from
+    adapter_dir: Path | None  # the SFT run's adapter; None: train a fresh adapter on the base
+    run: str | None  # the SFT run directory
+    adapter_type: str | None = None  # how the SFT run trained its adapter (lora, qlora): a QLoRA base reloads in 4-bit
+
+
+def resolve_parent(cfg: PrefConfig) -> Parent:
+    """The base model and SFT adapter `cfg` continues, mismatches refused."""
     from kositp.models import resolve_model_path
 
     if cfg.sft_run is None:
         if not cfg.model:
             raise KositpError("no model: pass --model M or --adapter SFT_RUN")
-        return cfg.model, cfg.model, None, None
+        return Parent(cfg.model, cfg.model, None, None)
     run = Path(cfg.sft_run)
     record = read_run(run)
     if record.kind != "sft":
@@ -85,12 +95,12 @@ def resolve_parent(cfg: PrefConfig) -> tuple[str, str, Path | None, str | None]:
         model_dir = str(record.weights_dir(run))
         if cfg.model and cfg.model != model_dir:
             raise KositpError(f"--adapter {run} is a full fine-tune; do not pass a different --model ({cfg.model})")
-        return model_dir, model_dir, None, str(run)
+        return Parent(model_dir, model_dir, None, str(run))
     if (cfg.model and cfg.model != record.base_model
             and resolve_model_path(cfg.model) != record.base_model_path):
         raise KositpError(f"adapter/model mismatch: SFT run {run} was trained on {record.base_model!r}, "
                           f"not {cfg.model!r}")
-    return record.base_model, record.base_model_source(), record.weights_dir(run), str(run)
+    return Parent(record.base_model, record.base_model_source(), record.weights_dir(run), str(run), record.adapter_type)
 
 
 def load_with_sft_adapter(cfg: PrefConfig, base: str, adapter_dir: Path, sft_adapter_type: str | None = None):
@@ -183,7 +193,7 @@ def build_pref_trainer(cfg: PrefConfig, out: Path, callbacks: list | None = None
     from kositp.train.data import load_records, preference_rows
 
     data, _ = cfg.require_paths()
-    base_name, base_source, adapter_dir, parent = resolve_parent(cfg)
+    parent = resolve_parent(cfg)
     records = load_records(_preference_source(data))
     train_records, left_out = _select_pairs(records["train"], cfg.pair_tasks)
     eval_records, _ = _select_pairs(records.get("validation", []), cfg.pair_tasks)
@@ -200,15 +210,15 @@ def build_pref_trainer(cfg: PrefConfig, out: Path, callbacks: list | None = None
 
     import_unsloth_first(cfg.backend)
     config_cls, trainer_cls = _trainer_classes(cfg.method)
-    if adapter_dir is not None:
-        loaded = load_with_sft_adapter(cfg, base_source, adapter_dir, read_run(Path(parent)).adapter_type)
+    if parent.adapter_dir is not None:
+        loaded = load_with_sft_adapter(cfg, parent.base_source, parent.adapter_dir, parent.adapter_type)
     else:
-        loaded = load_for_training(cfg.model_copy(update={"model": base_source}), cfg.max_length)
+        loaded = load_for_training(cfg.model_copy(update={"model": parent.base_source}), cfg.max_length)
     args = trl_arguments(config_cls, cfg, out, has_eval=bool(eval_rows), stage_args=_method_args(cfg))
     trainer = make_trainer(trainer_cls, loaded, args, train_rows, eval_rows, callbacks)
     stats = {"train_records": len(train_rows), "eval_records": len(eval_rows), "method": cfg.method,
              "pairs_left_out": left_out}
-    return trainer, loaded, stats, base_name, parent
+    return trainer, loaded, stats, parent.base_name, parent.run
 
 
 def train_pref(cfg: PrefConfig) -> Path:

@@ -177,7 +177,7 @@ def build_rl_trainer(cfg: RLConfig, out: Path, callbacks: list | None = None):
     from kositp.train.rewards import make_rewards
 
     data, _ = cfg.require_paths()
-    base_name, base_source, adapter_dir, parent = resolve_parent(cfg)
+    parent = resolve_parent(cfg)
     tasks = cfg.task_list()
     rows, skipped = rl_rows(load_records(data, splits=("train",))["train"], tasks)
     if not rows:
@@ -186,10 +186,10 @@ def build_rl_trainer(cfg: RLConfig, out: Path, callbacks: list | None = None):
     import_unsloth_first(cfg.backend)
     from trl import GRPOConfig, GRPOTrainer
 
-    if adapter_dir is not None:
-        loaded = load_with_sft_adapter(cfg, base_source, adapter_dir)
+    if parent.adapter_dir is not None:
+        loaded = load_with_sft_adapter(cfg, parent.base_source, parent.adapter_dir, parent.adapter_type)
     else:
-        loaded = load_for_training(cfg.model_copy(update={"model": base_source}), cfg.max_length)
+        loaded = load_for_training(cfg.model_copy(update={"model": parent.base_source}), cfg.max_length)
     rows, too_long = filter_prompts(rows, loaded.tokenizer, cfg.max_length, cfg.max_completion_length)
     rows = rows[: cfg.max_train_samples]
     if not rows:
@@ -202,7 +202,7 @@ def build_rl_trainer(cfg: RLConfig, out: Path, callbacks: list | None = None):
     stats = {"method": cfg.method, "train_prompts": len(rows), "prompts_per_task": dict(Counter(r["task"] for r in rows)),
              "tasks": used, "skipped_records": skipped, "dropped_too_long": too_long,
              "rewards": dict(zip([r.__name__ for r in rewards], weights, strict=True))}
-    return trainer, loaded, stats, base_name, parent
+    return trainer, loaded, stats, parent.base_name, parent.run
 
 
 def train_rl(cfg: RLConfig) -> Path:
