@@ -14,6 +14,12 @@
 # Environment: OUT (runs, default runs/public or runs/public-quick), DOCS (default docs/experiments/public,
 # or $OUT/compare with --quick), KOSITP (the CLI), DATA_RECIPE, SFT_RECIPE, PREF_RECIPE, LIMIT (examples per
 # benchmark and at most per held-out task), PAIRS_RECORDS, KOSITP_HOME and KOSITP_BENCHMARKS as for kositp.
+# Another preference arm beside an existing run: PAIRS_RUN and PREF_RUN name its pairs and preference run
+# folders in OUT (default pairs, dpo) and PAIRS_SET adds flags to `kositp data pairs`; data, SFT and the base
+# and SFT evaluations are reused, e.g. the on-policy arm (docs/experiments/public/onpolicy):
+#   DOCS=docs/experiments/public/onpolicy PAIRS_RUN=pairs-onpolicy PREF_RUN=dpo-onpolicy \
+#   PAIRS_SET="--samples 4 --temperature 1.0 --tasks checkable --splits train" \
+#   PREF_RECIPE=pref/public-dpo-onpolicy scripts/experiment_public.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -28,6 +34,9 @@ KOSITP=${KOSITP:-.venv/bin/kositp}
 DATA_RECIPE=${DATA_RECIPE:-data/public}
 SFT_RECIPE=${SFT_RECIPE:-sft/public}
 PREF_RECIPE=${PREF_RECIPE:-pref/public-dpo}
+PAIRS_RUN=${PAIRS_RUN:-pairs}
+PREF_RUN=${PREF_RUN:-dpo}
+read -r -a PAIRS_SET <<< "${PAIRS_SET:-}"
 if [[ $QUICK == 1 ]]; then
   OUT=${OUT:-runs/public-quick}
   DOCS=${DOCS:-$OUT/compare}
@@ -112,12 +121,12 @@ PY
 stage sft "$OUT/sft/run.json" \
   "$KOSITP" train sft --config "$SFT_RECIPE" --data "$OUT/data" --out "$OUT/sft" overwrite=true "${SFT_SET[@]}"
 
-stage pairs "$OUT/pairs/card.json" \
-  "$KOSITP" data pairs --data "$OUT/data" --out "$OUT/pairs" --model "$OUT/sft" \
-  --max-records "$PAIRS_RECORDS" --batch-size 32 --max-new-tokens 64
+stage "$PAIRS_RUN" "$OUT/$PAIRS_RUN/card.json" \
+  "$KOSITP" data pairs --data "$OUT/data" --out "$OUT/$PAIRS_RUN" --model "$OUT/sft" \
+  --max-records "$PAIRS_RECORDS" --batch-size 32 --max-new-tokens 64 "${PAIRS_SET[@]}"
 
-stage dpo "$OUT/dpo/run.json" \
-  "$KOSITP" train pref --config "$PREF_RECIPE" --adapter "$OUT/sft" --data "$OUT/pairs" --out "$OUT/dpo" \
+stage "$PREF_RUN" "$OUT/$PREF_RUN/run.json" \
+  "$KOSITP" train pref --config "$PREF_RECIPE" --adapter "$OUT/sft" --data "$OUT/$PAIRS_RUN" --out "$OUT/$PREF_RUN" \
   overwrite=true "${PREF_SET[@]}"
 
 # evaluate TARGET DIR: the generated suite (tasks) and the benchmarks (seed4, kobest) as two one-thread
@@ -137,16 +146,16 @@ evaluate() {
   cp "$dir.parts/suites/"*.json "$dir/suites/"
   "$KOSITP" eval --model "$target" --suite tasks,seed4,kobest --out "$dir" "${common[@]}"
 }
-for run in base sft dpo; do
+for run in base sft "$PREF_RUN"; do
   target=$MODEL
   [[ $run != base ]] && target="$OUT/$run"
   stage "eval/$run" "$OUT/eval/$run/report.json" evaluate "$target" "$OUT/eval/$run"
 done
 
-"$KOSITP" eval compare "$OUT/eval/base" "$OUT/eval/sft" "$OUT/eval/dpo" --out "$DOCS"
-python3 - "$OUT" >> "$STAGES" <<'PY'
+"$KOSITP" eval compare "$OUT/eval/base" "$OUT/eval/sft" "$OUT/eval/$PREF_RUN" --out "$DOCS"
+python3 - "$OUT" "$PREF_RUN" >> "$STAGES" <<'PY'
 import json, sys
-for run in ("sft", "dpo"):  # how each training stage ended: its planned steps, or stopped on its time budget
+for run in ("sft", sys.argv[2]):  # how each training stage ended: its planned steps, or stopped on its time budget
     record = json.load(open(f"{sys.argv[1]}/{run}/run.json", encoding="utf-8"))
     print(f"- {run}: {record['final_step']} steps; time budget: {record.get('time_budget')}")
 PY

@@ -41,7 +41,8 @@ class Generation:
 
 
 class LocalGenerator:
-    """Batched greedy generation with a transformers model loaded by `kositp.eval.loading`."""
+    """Batched greedy generation with a transformers model loaded by `kositp.eval.loading`; `sample` draws
+    several seeded answers per prompt (for on-policy preference pairs, `kositp data pairs --samples`)."""
 
     kind = "transformers"
 
@@ -93,7 +94,6 @@ class LocalGenerator:
         pad_id = tokenizer.pad_token_id
         for batch in self.batches(encoded, budgets, group_by_budget):
             padded = left_pad([encoded[i] for i in batch], pad_id)
-            width = padded.width
             with torch.inference_mode():
                 out = model.generate(
                     input_ids=padded.input_ids,
@@ -103,16 +103,65 @@ class LocalGenerator:
                     eos_token_id=list(self.loaded.stop_ids),
                     pad_token_id=pad_id,
                 )
-            new_rows = out[:, width:].tolist()  # one device-to-host copy per batch
+            new_rows = out[:, padded.width:].tolist()  # one device-to-host copy per batch
             for row, i in enumerate(batch):
-                new = new_rows[row][:budgets[i]]  # a mixed batch (grouping off) runs to its largest budget
-                cut = next((k for k, tok in enumerate(new) if tok in stop_ids), None)
-                kept = new if cut is None else new[:cut]
-                text = tokenizer.decode(kept, skip_special_tokens=True)
-                results[i] = Generation(text.strip(), finished=cut is not None, n_tokens=len(kept))
+                # a mixed batch (grouping off) runs to its largest budget
+                results[i] = self._finish(new_rows[row][:budgets[i]], stop_ids)
             if progress:
                 progress(len(batch))
         return [r for r in results if r is not None]
+
+    def sample(
+        self, conversations: Sequence[Messages], max_new_tokens: int, n: int, temperature: float = 1.0,
+        seed: int = 0, progress: Progress | None = None,
+    ) -> list[list[Generation]]:
+        """`n` sampled answers per conversation (plain temperature sampling: no top-k, no top-p cut).
+
+        Seeded once, so the same model, prompts, batch size and seed give the same samples. A batch
+        holds `batch_size // n` conversations, so it decodes about as many rows as a greedy one.
+        """
+        import torch
+
+        from kositp.batching import left_pad
+
+        if n < 1 or temperature <= 0:
+            raise KositpError(f"sampling needs n >= 1 and temperature > 0 (got n={n}, temperature={temperature})")
+        tokenizer, model = self.loaded.tokenizer, self.loaded.model
+        stop_ids = set(self.loaded.stop_ids)
+        encoded = [self._encode(m) for m in conversations]
+        results: list[list[Generation]] = [[] for _ in encoded]
+        order = sorted(range(len(encoded)), key=lambda i: (-len(encoded[i]), i))
+        per_batch = max(1, self.batch_size // n)
+        torch.manual_seed(seed)
+        for start in range(0, len(order), per_batch):
+            batch = order[start:start + per_batch]
+            padded = left_pad([encoded[i] for i in batch], tokenizer.pad_token_id)
+            with torch.inference_mode():
+                out = model.generate(
+                    input_ids=padded.input_ids,
+                    attention_mask=padded.attention_mask,
+                    max_new_tokens=max_new_tokens,
+                    do_sample=True,
+                    temperature=temperature,
+                    top_k=0,
+                    top_p=1.0,
+                    num_return_sequences=n,
+                    eos_token_id=list(self.loaded.stop_ids),
+                    pad_token_id=tokenizer.pad_token_id,
+                )
+            new_rows = out[:, padded.width:].tolist()  # rows come as n per conversation, in batch order
+            for row, new in enumerate(new_rows):
+                results[batch[row // n]].append(self._finish(new, stop_ids))
+            if progress:
+                progress(len(batch))
+        return results
+
+    def _finish(self, new: list[int], stop_ids: set[int]) -> Generation:
+        """A row of generated ids as text, cut at its first end-of-turn id."""
+        cut = next((k for k, tok in enumerate(new) if tok in stop_ids), None)
+        kept = new if cut is None else new[:cut]
+        text = self.loaded.tokenizer.decode(kept, skip_special_tokens=True)
+        return Generation(text.strip(), finished=cut is not None, n_tokens=len(kept))
 
     def describe(self) -> dict:
         return {"backend": self.kind, "batch_size": self.batch_size, **self.loaded.description}

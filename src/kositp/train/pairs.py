@@ -1,4 +1,4 @@
-"""Task-grounded preference pairs (`kositp data pairs`): chosen = the gold answer, rejected = a real mistake.
+"""Task-grounded preference pairs (`kositp data pairs`): chosen = a right answer, rejected = a real mistake.
 
 For each held-in instruction record with a gold answer:
 1. with a model, its own greedy answer is scored with the evaluation stage's task metric
@@ -13,6 +13,11 @@ For each held-in instruction record with a gold answer:
    option without its 근거 line, scores as well as the gold answer and teaches DPO nothing the metric
    rewards). A model answer that fails this gives way to a rule negative; a record left with no
    grounded negative goes to PREF/rejects.jsonl with its reason and scores.
+
+With `samples` (`--samples N`), the model also draws N answers per record; where one of its answers
+(greedy or sampled) is right by the task metric, the pair is on-policy: chosen = its best answer,
+rejected = its worst (the greedy one on ties), so DPO compares two replies the model itself gives
+instead of a gold text it would not write. Records with no right answer fall back to steps 1-3.
 
 Output: PREF/train.jsonl (+ validation.jsonl when the source has it) in the preference record format,
 each pair with its `chosen_score`/`rejected_score`; PREF/rejects.jsonl (every record that gave no pair,
@@ -137,17 +142,13 @@ def primary_score(task: str, prompt: list[dict], answer: str, gold: str, finishe
     return score_example(task, prompt, answer, gold, finished)["scores"][PRIMARY[kind_of(task)]]
 
 
-def _generate(model_name: str, prompts: list[list[dict]], max_new_tokens: int, batch_size: int, progress) -> list:
-    """Greedy answers with the model's chat format; returns (text, finished) per prompt.
-
-    The generator evaluation uses (same loader, prompt encoding and batching), so a pair's
-    "model answer" is exactly what the eval stage would have scored.
-    """
+def _generator(model_name: str, batch_size: int):
+    """The generator evaluation uses (same loader, prompt encoding and batching), so a pair's
+    "model answer" is exactly what the eval stage would have scored."""
     from kositp.eval.generate import LocalGenerator
     from kositp.eval.loading import load_for_eval
 
-    generator = LocalGenerator(load_for_eval(model_name), batch_size=batch_size)
-    return [(g.text, g.finished) for g in generator.generate(prompts, max_new_tokens, progress)]
+    return LocalGenerator(load_for_eval(model_name), batch_size=batch_size)
 
 
 def _split_record(rec: dict[str, Any], where: str) -> tuple[list[dict], str] | None:
@@ -224,6 +225,39 @@ def pick_rejected(task: str, prompt: list[dict], gold: str, offered: list[dict],
     return None, discarded
 
 
+def on_policy_pair(task: str, prompt: list[dict], gold: str, answers: list[tuple[str, bool]],
+                   wrong_below: float, min_gap: float) -> dict | None:
+    """Chosen and rejected both from the model: its greedy answer (first) and its samples, ranked by the task metric.
+
+    chosen: the best-scoring answer the evaluation counts right; rejected: the worst-scoring answer (the
+    greedy one wins both ties, so a wrong greedy answer is what the pair pushes away from). None when no
+    answer is right or the best does not lead the worst by `min_gap` (a tie never counts): the record
+    then falls back to the gold answer as chosen. Both replies come from the model's own distribution, so
+    DPO learns which of its answers the metric prefers, not the gold answers' length or style.
+    """
+    greedy = answers[0][0]
+    scored, seen = [], set()
+    for text, finished in answers:
+        if not text.strip() or text in seen:
+            continue
+        seen.add(text)
+        scored.append({"text": text, "finished": finished, "greedy": text == greedy,
+                       "score": primary_score(task, prompt, text, gold, finished),
+                       "right": not model_is_wrong(task, prompt, text, gold, finished, wrong_below)})
+    right = [a for a in scored if a["right"]]
+    if not right:
+        return None
+    chosen = max(right, key=lambda a: a["score"])
+    rejected = min(scored, key=lambda a: a["score"])
+    if chosen["score"] - rejected["score"] < max(min_gap, 1e-9):
+        return None
+    return {"chosen": chosen, "rejected": rejected}
+
+
+def _answer_source(answer: dict) -> str:
+    return "model" if answer["greedy"] else "model_sample"
+
+
 def build_pairs(
     data: str | Path,
     out: str | Path,
@@ -234,22 +268,43 @@ def build_pairs(
     batch_size: int = 8,
     wrong_below: float = 0.5,
     min_gap: float | None = MIN_GAP,
+    tasks: str = "all",
+    samples: int = 0,
+    temperature: float = 1.0,
+    seed: int = 0,
     progress: bool = True,
 ) -> dict[str, Any]:
     """Write preference pairs for `data` (a `kositp data build` directory or a .jsonl file) into `out`.
 
     `min_gap`: the least lead of the chosen answer over the rejected one on the task's primary metric;
     a tie never counts as a lead, even at 0 (None keeps every pair the rules or the model give, unscored).
+    `tasks`: "checkable" reads only the records of tasks whose answer the metric checks.
+    `samples`: with a model, draw this many answers per record besides the greedy one (at `temperature`,
+    seeded by `seed`); where one of them is right, the pair is on-policy (`on_policy_pair`).
     """
+    from kositp.eval.stats import is_checkable
     from kositp.train.data import load_records
 
+    if samples and not model:
+        raise KositpError("--samples draws the model's own answers: give --model too")
+    if samples and min_gap is None:
+        raise KositpError("--samples ranks the model's answers by the task metric: it cannot run with --no-filter")
+    if tasks not in ("all", "checkable"):
+        raise KositpError(f"--tasks must be all or checkable, not {tasks!r}")
     records = load_records(str(data), splits)
+    if not records:
+        raise KositpError(f"{data} has none of the splits {', '.join(splits)}")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     card: dict[str, Any] = {"data": str(data), "model": model, "wrong_below": wrong_below, "min_gap": min_gap,
-                            "splits": {}}
+                            "tasks": tasks, "samples": samples, "splits": {}}
+    if samples:
+        card |= {"temperature": temperature, "seed": seed}
+    generator = _generator(model, batch_size) if model else None
     rejects: list[dict[str, Any]] = []
     for split, recs in records.items():
+        if tasks == "checkable":
+            recs = [r for r in recs if is_checkable(str(r.get("task", "")))]
         recs = spread_over_tasks(recs, max_records)
         items = []
         reasons: Counter = Counter()
@@ -261,44 +316,59 @@ def build_pairs(
                                 "reason": "no_gold_answer"})
                 continue
             items.append((rec, *parsed))
+        prompts = [p for _, p, _ in items]
         outputs: list = [None] * len(items)
-        if model:
-            outputs = _with_progress(
+        sampled: list = [[] for _ in items]
+        if generator is not None:
+            outputs = [(g.text, g.finished) for g in _with_progress(
                 f"answering {split} with {model}", len(items), progress,
-                lambda step, items=items: _generate(model, [p for _, p, _ in items], max_new_tokens, batch_size, step),
-            )
-        pairs, by_source, by_task, by_rule, not_worse = [], Counter(), Counter(), Counter(), Counter()
+                lambda step, prompts=prompts: generator.generate(prompts, max_new_tokens, step))]
+        if generator is not None and samples:
+            sampled = [[(g.text, g.finished) for g in row] for row in _with_progress(
+                f"sampling {samples} answers per {split} record", len(items), progress,
+                lambda step, prompts=prompts: generator.sample(prompts, max_new_tokens, samples, temperature, seed, step))]
+        pairs: list[dict[str, Any]] = []
+        by_source, by_chosen, by_task, by_rule, not_worse = (Counter() for _ in range(5))
         unfinished = 0
-        for (rec, prompt, gold), generated in zip(items, outputs, strict=True):
+        for (rec, prompt, gold), generated, drawn in zip(items, outputs, sampled, strict=True):
             task = rec.get("task", "")
             key = str(rec.get("id") or json.dumps(prompt, ensure_ascii=False))
-            offered = candidates(task, prompt, gold, generated, key, wrong_below)
-            picked, discarded = pick_rejected(task, prompt, gold, offered, min_gap)
-            not_worse.update(c["source"] for c in discarded)
-            if picked is None:
-                reason = "rejected_not_worse" if discarded else "no_negative"
-                reasons[reason] += 1
-                reject = {"split": split, "id": rec.get("id"), "task": task, "reason": reason}
-                if discarded:
-                    first = discarded[0]
-                    reject |= {"rejected_from": first["source"], "rejected": first["text"], "min_gap": min_gap,
-                               "chosen_score": first["chosen_score"], "rejected_score": first["rejected_score"]}
-                rejects.append(reject)
-                continue
-            source, rejected = picked["source"], picked["text"]
-            if picked["rule"]:
-                by_rule[picked["rule"]] += 1
+            own = on_policy_pair(task, prompt, gold, [generated, *drawn], wrong_below, min_gap) if drawn else None
+            if own is not None:
+                chosen, picked = own["chosen"], own["rejected"]
+                chosen_from, source, rule = _answer_source(chosen), _answer_source(picked), None
+                picked = picked | {"chosen_score": chosen["score"], "rejected_score": picked["score"]}
+                chosen_text = chosen["text"]
+            else:
+                offered = candidates(task, prompt, gold, generated, key, wrong_below)
+                picked, discarded = pick_rejected(task, prompt, gold, offered, min_gap)
+                not_worse.update(c["source"] for c in discarded)
+                if picked is None:
+                    reason = "rejected_not_worse" if discarded else "no_negative"
+                    reasons[reason] += 1
+                    reject = {"split": split, "id": rec.get("id"), "task": task, "reason": reason}
+                    if discarded:
+                        first = discarded[0]
+                        reject |= {"rejected_from": first["source"], "rejected": first["text"], "min_gap": min_gap,
+                                   "chosen_score": first["chosen_score"], "rejected_score": first["rejected_score"]}
+                    rejects.append(reject)
+                    continue
+                chosen_from, source, rule, chosen_text = "gold", picked["source"], picked["rule"], gold
+            if rule:
+                by_rule[rule] += 1
             by_source[source] += 1
+            by_chosen[chosen_from] += 1
             by_task[task] += 1
             pair = {
                 "id": f"{rec.get('id', len(pairs))}-pair", "task": task, "source": rec.get("source", ""),
-                "prompt": prompt, "chosen": [{"role": "assistant", "content": gold}],
-                "rejected": [{"role": "assistant", "content": rejected}], "rejected_from": source,
+                "prompt": prompt, "chosen": [{"role": "assistant", "content": chosen_text}],
+                "rejected": [{"role": "assistant", "content": picked["text"]}], "chosen_from": chosen_from,
+                "rejected_from": source,
             }
             if "chosen_score" in picked:
                 pair |= {"chosen_score": round(picked["chosen_score"], 4),
                          "rejected_score": round(picked["rejected_score"], 4)}
-            # a model answer cut at max_new_tokens: DPO then compares a whole gold reply with a fragment
+            # a model answer cut at max_new_tokens: DPO then compares a whole reply with a fragment
             pair["rejected_finished"] = picked["finished"]
             unfinished += not picked["finished"]
             pairs.append(pair)
@@ -306,8 +376,8 @@ def build_pairs(
         path.write_text("".join(json.dumps(p, ensure_ascii=False) + "\n" for p in pairs), encoding="utf-8")
         card["splits"][split] = {"records": len(recs), "pairs": len(pairs), "skipped": sum(reasons.values()),
                                  "rejects": dict(reasons), "not_worse_candidates": dict(not_worse),
-                                 "rejected_from": dict(by_source), "unfinished_rejected": unfinished,
-                                 "rules": dict(by_rule), "tasks": dict(by_task)}
+                                 "chosen_from": dict(by_chosen), "rejected_from": dict(by_source),
+                                 "unfinished_rejected": unfinished, "rules": dict(by_rule), "tasks": dict(by_task)}
     (out / "rejects.jsonl").write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rejects),
                                        encoding="utf-8")
     (out / "card.json").write_text(json.dumps(card, ensure_ascii=False, indent=2), encoding="utf-8")
@@ -330,11 +400,21 @@ def _card_markdown(card: dict[str, Any]) -> str:
     lines = ["# Preference pairs", "", f"- source data: `{card['data']}`", f"- model: `{card['model'] or 'none'}`",
              f"- a model answer counts as wrong below primary score {card['wrong_below']}",
              f"- a pair is kept when chosen leads rejected by at least {gap} on the task's primary metric"
-             if gap is not None else "- pairs not filtered by the task metric (--min-gap off)", ""]
+             if gap is not None else "- pairs not filtered by the task metric (--min-gap off)"]
+    if card.get("tasks", "all") != "all":
+        lines.append(f"- records of {card['tasks']} tasks only")
+    if card.get("samples"):
+        lines.append(f"- {card['samples']} sampled answers per record besides the greedy one (temperature "
+                     f"{card['temperature']}, seed {card['seed']}): where one of the model's answers is right, "
+                     "chosen and rejected are both the model's (`model`: its greedy answer, `model_sample`: a "
+                     "sample), the best and the worst by the task metric")
+    lines.append("")
     for split, info in card["splits"].items():
         lines += [f"## {split}", "", f"{info['pairs']} pairs from {info['records']} records "
                   f"({info['skipped']} records gave no pair; each is in rejects.jsonl with its reason).", "",
-                  "| rejected from | pairs |", "|---|---|"]
+                  "| chosen from | pairs |", "|---|---|"]
+        lines += [f"| {k} | {v} |" for k, v in sorted(info.get("chosen_from", {"gold": info["pairs"]}).items())]
+        lines += ["", "| rejected from | pairs |", "|---|---|"]
         lines += [f"| {k} | {v} |" for k, v in sorted(info["rejected_from"].items())]
         lines += ["", f"{info['unfinished_rejected']} rejected replies are model answers cut at the token limit "
                   "(`--max-new-tokens`), not finished answers."]
@@ -363,12 +443,25 @@ def pairs_command(
                                   help="Keep a pair only when chosen beats rejected by this much on the task's "
                                   "primary metric; the others go to rejects.jsonl (rejected_not_worse)."),
     no_filter: bool = typer.Option(False, "--no-filter", help="Keep every pair, unscored by the task metric."),
+    tasks: str = typer.Option("all", "--tasks", help="all, or checkable: only the records of tasks whose answer "
+                              "the task metric checks (labels, options, short answers, keywords, simplification)."),
+    splits: str = typer.Option("train,validation", "--splits", help="Comma-separated splits to pair."),
+    samples: int = typer.Option(0, "--samples", min=0, max=64, help="With --model: also sample N answers per "
+                                "record; where one is right by the task metric, chosen and rejected are both the "
+                                "model's own answers (on-policy pairs), else chosen is the gold answer."),
+    temperature: float = typer.Option(1.0, "--temperature", min=0.01, max=2.0, help="Sampling temperature."),
+    seed: int = typer.Option(0, "--seed", help="Sampling seed."),
 ) -> None:
-    """Build task-grounded preference pairs: chosen = gold, rejected = the model's wrong answer or a rule-based negative."""
+    """Build task-grounded preference pairs: chosen = gold (or the model's best answer with --samples), rejected = the model's wrong answer or a rule-based negative."""
     if out.exists() and any(out.glob("*.jsonl")):
         raise KositpError(f"{out} already holds .jsonl files; choose a new --out")
-    card = build_pairs(data, out, model=model, max_records=max_records, max_new_tokens=max_new_tokens,
-                       batch_size=batch_size, wrong_below=wrong_below, min_gap=None if no_filter else min_gap)
+    split_names = tuple(name.strip() for name in splits.split(",") if name.strip())
+    if not split_names:
+        raise KositpError("--splits names no split")
+    card = build_pairs(data, out, model=model, splits=split_names, max_records=max_records,
+                       max_new_tokens=max_new_tokens, batch_size=batch_size, wrong_below=wrong_below,
+                       min_gap=None if no_filter else min_gap, tasks=tasks, samples=samples,
+                       temperature=temperature, seed=seed)
     counts = ", ".join(f"{split}: {info['pairs']} ({info['skipped']} records without a pair)"
                        for split, info in card["splits"].items())
     typer.echo(f"preference pairs written to {out} ({counts}); reasons in {out / 'rejects.jsonl'}")
