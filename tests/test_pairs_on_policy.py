@@ -65,6 +65,8 @@ def test_low_temperature_samples_are_the_greedy_answers_of_their_own_prompts(def
     assert [len(row) for row in drawn] == [3] * 5
     assert drawn == generator.sample(prompts, 6, n=3, temperature=1.5, seed=7)  # seeded
     assert drawn != generator.sample(prompts, 6, n=3, temperature=1.5, seed=8)
+    # reading each prompt once and copying its cache to its rows samples the very same tokens
+    assert drawn == generator.sample(prompts, 6, n=3, temperature=1.5, seed=7, share_prefill=False)
     with pytest.raises(KositpError, match="temperature > 0"):
         generator.sample(prompts, 6, n=2, temperature=0)
 
@@ -108,3 +110,19 @@ def test_pairs_cli_says_what_samples_need(tmp_path, monkeypatch, capsys):
         main()
     assert exit_info.value.code != 0
     assert "give --model" in capsys.readouterr().err
+
+
+def test_bench_sample_quick_writes_both_variants_and_their_ratio(tmp_path, monkeypatch):
+    import sys
+
+    from kositp.cli import main
+
+    out = tmp_path / "bench"
+    monkeypatch.setattr(sys, "argv", ["kositp", "bench", "sample", "--out", str(out), "--quick", "--data", str(FIXTURE)])
+    main()
+    report = json.loads((out / "bench_sample.json").read_text())
+    assert set(report["seconds"]) == {"repeated prompts", "shared prefill"}
+    assert report["identical"] is True and report["spec"]["prompts"] == 4
+    assert report["speedup"] == pytest.approx(report["seconds"]["repeated prompts"][0]
+                                              / report["seconds"]["shared prefill"][0])
+    assert "speed-up of the shared prefill" in (out / "bench_sample.md").read_text()

@@ -6,6 +6,7 @@ from __future__ import annotations
 import typer
 
 from kositp.bench.gpu import bench_gpu
+from kositp.bench.sample import bench_sample
 from kositp.bench.serve import bench_serve
 from kositp.bench.train import bench_train
 from kositp.data.bench import bench_data
@@ -16,3 +17,4 @@ bench_app.command("data")(bench_data)
 bench_app.command("train")(bench_train)
 bench_app.command("serve")(bench_serve)
 bench_app.command("gpu")(bench_gpu)
+bench_app.command("sample")(bench_sample)

@@ -113,12 +113,15 @@ class LocalGenerator:
 
     def sample(
         self, conversations: Sequence[Messages], max_new_tokens: int, n: int, temperature: float = 1.0,
-        seed: int = 0, progress: Progress | None = None,
+        seed: int = 0, progress: Progress | None = None, share_prefill: bool = True,
     ) -> list[list[Generation]]:
         """`n` sampled answers per conversation (plain temperature sampling: no top-k, no top-p cut).
 
         Seeded once, so the same model, prompts, batch size and seed give the same samples. A batch
         holds `batch_size // n` conversations, so it decodes about as many rows as a greedy one.
+        `share_prefill`: run each prompt through the model once and copy its cache to its `n` rows;
+        `generate(num_return_sequences=n)` repeats the prompt before the prefill, so a long passage
+        is read `n` times. The sampled tokens are the same either way (`kositp bench sample`).
         """
         import torch
 
@@ -136,25 +139,35 @@ class LocalGenerator:
         for start in range(0, len(order), per_batch):
             batch = order[start:start + per_batch]
             padded = left_pad([encoded[i] for i in batch], tokenizer.pad_token_id)
+            sampling = {"max_new_tokens": max_new_tokens, "do_sample": True, "temperature": temperature, "top_k": 0,
+                        "top_p": 1.0, "eos_token_id": list(self.loaded.stop_ids), "pad_token_id": tokenizer.pad_token_id}
             with torch.inference_mode():
-                out = model.generate(
-                    input_ids=padded.input_ids,
-                    attention_mask=padded.attention_mask,
-                    max_new_tokens=max_new_tokens,
-                    do_sample=True,
-                    temperature=temperature,
-                    top_k=0,
-                    top_p=1.0,
-                    num_return_sequences=n,
-                    eos_token_id=list(self.loaded.stop_ids),
-                    pad_token_id=tokenizer.pad_token_id,
-                )
+                if share_prefill and padded.width > 1:
+                    out = model.generate(**self._prefilled_rows(padded, n), **sampling)
+                else:
+                    out = model.generate(input_ids=padded.input_ids, attention_mask=padded.attention_mask,
+                                         num_return_sequences=n, **sampling)
             new_rows = out[:, padded.width:].tolist()  # rows come as n per conversation, in batch order
             for row, new in enumerate(new_rows):
                 results[batch[row // n]].append(self._finish(new, stop_ids))
             if progress:
                 progress(len(batch))
         return results
+
+    def _prefilled_rows(self, padded, n: int) -> dict:
+        """`generate` inputs for `n` rows per prompt whose cache already holds all but each prompt's last
+        token, computed once per prompt; `generate` runs that last token and samples from there."""
+        from transformers import DynamicCache
+
+        model = self.loaded.model
+        prefix_mask = padded.attention_mask[:, :-1]
+        cache = DynamicCache(config=model.config)
+        model(input_ids=padded.input_ids[:, :-1], attention_mask=prefix_mask,
+              position_ids=(prefix_mask.cumsum(-1) - 1).clamp(min=0),  # left padding, as generate counts them
+              past_key_values=cache, use_cache=True, logits_to_keep=1)  # only the cache is needed
+        cache.batch_repeat_interleave(n)
+        return {"input_ids": padded.input_ids.repeat_interleave(n, 0),
+                "attention_mask": padded.attention_mask.repeat_interleave(n, 0), "past_key_values": cache}
 
     def _finish(self, new: list[int], stop_ids: set[int]) -> Generation:
         """A row of generated ids as text, cut at its first end-of-turn id."""
