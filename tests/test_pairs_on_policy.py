@@ -126,3 +126,17 @@ def test_bench_sample_quick_writes_both_variants_and_their_ratio(tmp_path, monke
     assert report["speedup"] == pytest.approx(report["seconds"]["repeated prompts"][0]
                                               / report["seconds"]["shared prefill"][0])
     assert "speed-up of the shared prefill" in (out / "bench_sample.md").read_text()
+
+
+def test_the_card_counts_the_labels_chosen_replies_teach(tmp_path):
+    from kositp.train.pairs import chosen_label
+
+    assert chosen_label("extractive_qa_yes_no", "예") == "예"
+    assert chosen_label("extractive_qa_yes_no_explanation", "아니요\n근거: 글에 없다.") == "아니요"
+    assert chosen_label("answerability_classification", "답변할 수 없음") == "답변할 수 없음"
+    assert chosen_label("answerability_classification", "장제스와 국민당 정부") == "other"  # a span, not a label
+    assert chosen_label("extractive_qa_short", "1천 원") is None
+    card = build_pairs(FIXTURE, tmp_path / "pairs", splits=("train",), progress=False)
+    # every yes/no record of the fixture says 예: its pairs would lean the task wholly towards it
+    assert card["splits"]["train"]["chosen_labels"] == {"extractive_qa_yes_no": {"예": 15}}
+    assert "| extractive_qa_yes_no | 예 15 |" in (tmp_path / "pairs" / "card.md").read_text()

@@ -258,6 +258,20 @@ def _answer_source(answer: dict) -> str:
     return "model" if answer["greedy"] else "model_sample"
 
 
+def chosen_label(task: str, text: str) -> str | None:
+    """The label a chosen reply teaches on a yes/no or answerability task (None on other tasks): the card
+    counts them, since DPO on every pair moves such a task towards the label its pairs choose more often."""
+    from kositp.eval.suites.tasks import kind_of
+
+    kind = kind_of(task)
+    if kind == "answerability":
+        return UNANSWERABLE if UNANSWERABLE in text else ANSWERABLE if ANSWERABLE in text else "other"
+    if kind in ("yes_no", "yes_no_explanation"):
+        answer = split_explanation(text)[0].strip()
+        return YES if answer.startswith(YES) else NO if answer.startswith(NO) else "other"
+    return None
+
+
 def build_pairs(
     data: str | Path,
     out: str | Path,
@@ -329,6 +343,7 @@ def build_pairs(
                 lambda step, prompts=prompts: generator.sample(prompts, max_new_tokens, samples, temperature, seed, step))]
         pairs: list[dict[str, Any]] = []
         by_source, by_chosen, by_task, by_rule, not_worse = (Counter() for _ in range(5))
+        labels: dict[str, Counter] = {}
         unfinished = 0
         for (rec, prompt, gold), generated, drawn in zip(items, outputs, sampled, strict=True):
             task = rec.get("task", "")
@@ -359,6 +374,9 @@ def build_pairs(
             by_source[source] += 1
             by_chosen[chosen_from] += 1
             by_task[task] += 1
+            label = chosen_label(task, chosen_text)
+            if label is not None:
+                labels.setdefault(task, Counter())[label] += 1
             pair = {
                 "id": f"{rec.get('id', len(pairs))}-pair", "task": task, "source": rec.get("source", ""),
                 "prompt": prompt, "chosen": [{"role": "assistant", "content": chosen_text}],
@@ -377,7 +395,8 @@ def build_pairs(
         card["splits"][split] = {"records": len(recs), "pairs": len(pairs), "skipped": sum(reasons.values()),
                                  "rejects": dict(reasons), "not_worse_candidates": dict(not_worse),
                                  "chosen_from": dict(by_chosen), "rejected_from": dict(by_source),
-                                 "unfinished_rejected": unfinished, "rules": dict(by_rule), "tasks": dict(by_task)}
+                                 "unfinished_rejected": unfinished, "rules": dict(by_rule), "tasks": dict(by_task),
+                                 "chosen_labels": {t: dict(c) for t, c in sorted(labels.items())}}
     (out / "rejects.jsonl").write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rejects),
                                        encoding="utf-8")
     (out / "card.json").write_text(json.dumps(card, ensure_ascii=False, indent=2), encoding="utf-8")
@@ -424,6 +443,11 @@ def _card_markdown(card: dict[str, Any]) -> str:
         lines += [f"| {k} | {v} |" for k, v in sorted(info["not_worse_candidates"].items())] or ["| none | 0 |"]
         lines += ["", "| rule | pairs |", "|---|---|"] + [f"| {k} | {v} |" for k, v in sorted(info["rules"].items())]
         lines += ["", "| task | pairs |", "|---|---|"] + [f"| {k} | {v} |" for k, v in sorted(info["tasks"].items())]
+        if info.get("chosen_labels"):
+            lines += ["", "Labels the chosen replies teach (DPO on every pair leans a task towards its larger count):",
+                      "", "| task | chosen label: pairs |", "|---|---|"]
+            lines += [f"| {task} | {', '.join(f'{k} {v}' for k, v in sorted(counts.items()))} |"
+                      for task, counts in info["chosen_labels"].items()]
         lines.append("")
     return "\n".join(lines)
 
