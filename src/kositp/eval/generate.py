@@ -66,8 +66,10 @@ class LocalGenerator:
     def count_tokens(self, text: str) -> int:
         return len(self.loaded.tokenizer(text, add_special_tokens=False)["input_ids"])
 
-    def batches(self, encoded: list[list[int]], budgets: list[int], group_by_budget: bool = True) -> list[list[int]]:
-        """Indices per batch, longest prompts first; with `group_by_budget`, ordered by budget before length.
+    def batches(self, encoded: list[list[int]], budgets: list[int], group_by_budget: bool = True,
+                size: int | None = None) -> list[list[int]]:
+        """Indices per batch of `size` (default: batch_size), longest prompts first; with `group_by_budget`,
+        ordered by budget before length.
 
         Batches stay full: a batch that straddles two budgets runs to the larger and each row is cut to its
         own, so many small tasks do not become many small batches, each paying its own decode steps.
@@ -76,7 +78,8 @@ class LocalGenerator:
             return budgets[i] if group_by_budget else 0
 
         order = sorted(range(len(encoded)), key=lambda i: (budget_of(i), -len(encoded[i]), i))
-        return [order[k:k + self.batch_size] for k in range(0, len(order), self.batch_size)]
+        size = size or self.batch_size
+        return [order[k:k + size] for k in range(0, len(order), size)]
 
     def generate(
         self, conversations: Sequence[Messages], max_new_tokens: Budget, progress: Progress | None = None,
@@ -133,14 +136,11 @@ class LocalGenerator:
         stop_ids = set(self.loaded.stop_ids)
         encoded = [self._encode(m) for m in conversations]
         results: list[list[Generation]] = [[] for _ in encoded]
-        order = sorted(range(len(encoded)), key=lambda i: (-len(encoded[i]), i))
-        per_batch = max(1, self.batch_size // n)
+        sampling = {"max_new_tokens": max_new_tokens, "do_sample": True, "temperature": temperature, "top_k": 0,
+                    "top_p": 1.0, "eos_token_id": list(self.loaded.stop_ids), "pad_token_id": tokenizer.pad_token_id}
         torch.manual_seed(seed)
-        for start in range(0, len(order), per_batch):
-            batch = order[start:start + per_batch]
+        for batch in self.batches(encoded, [max_new_tokens] * len(encoded), size=max(1, self.batch_size // n)):
             padded = left_pad([encoded[i] for i in batch], tokenizer.pad_token_id)
-            sampling = {"max_new_tokens": max_new_tokens, "do_sample": True, "temperature": temperature, "top_k": 0,
-                        "top_p": 1.0, "eos_token_id": list(self.loaded.stop_ids), "pad_token_id": tokenizer.pad_token_id}
             with torch.inference_mode():
                 if share_prefill and padded.width > 1:
                     out = model.generate(**self._prefilled_rows(padded, n), **sampling)

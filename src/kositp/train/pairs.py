@@ -121,18 +121,23 @@ def rule_negative(task: str, gold: str, prompt_text: str, key: str) -> tuple[str
     return candidates[_stable_index(key, len(candidates))]
 
 
-def model_is_wrong(task: str, prompt: list[dict], output: str, gold: str, finished: bool, wrong_below: float) -> bool:
-    """The evaluation stage's verdict on one answer: invalid format, or primary score under the bar."""
+def judge(task: str, prompt: list[dict], output: str, gold: str, finished: bool,
+          wrong_below: float) -> tuple[float, bool]:
+    """(primary score, wrong) for one answer from one scoring: wrong is the evaluation stage's verdict,
+    invalid format or a primary score under the bar."""
     from kositp.eval.suites.tasks import PRIMARY, kind_of, score_example
 
     result = score_example(task, prompt, output, gold, finished)
-    if not result["valid"]:
-        return True
     kind = kind_of(task)
     primary = result["scores"].get(PRIMARY.get(kind, "rouge_l"), 0.0)
-    if kind in CLASSIFICATION_KINDS:
-        return primary < 1.0
-    return primary < wrong_below
+    if not result["valid"]:
+        return primary, True
+    return primary, primary < (1.0 if kind in CLASSIFICATION_KINDS else wrong_below)
+
+
+def model_is_wrong(task: str, prompt: list[dict], output: str, gold: str, finished: bool, wrong_below: float) -> bool:
+    """The evaluation stage's verdict on one answer: invalid format, or primary score under the bar."""
+    return judge(task, prompt, output, gold, finished, wrong_below)[1]
 
 
 def primary_score(task: str, prompt: list[dict], answer: str, gold: str, finished: bool = True) -> float:
@@ -241,9 +246,8 @@ def on_policy_pair(task: str, prompt: list[dict], gold: str, answers: list[tuple
         if not text.strip() or text in seen:
             continue
         seen.add(text)
-        scored.append({"text": text, "finished": finished, "greedy": text == greedy,
-                       "score": primary_score(task, prompt, text, gold, finished),
-                       "right": not model_is_wrong(task, prompt, text, gold, finished, wrong_below)})
+        score, wrong = judge(task, prompt, text, gold, finished, wrong_below)
+        scored.append({"text": text, "finished": finished, "greedy": text == greedy, "score": score, "right": not wrong})
     right = [a for a in scored if a["right"]]
     if not right:
         return None
