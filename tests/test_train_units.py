@@ -180,13 +180,45 @@ def test_pair_tasks_checkable_keeps_only_the_pairs_whose_answer_the_metric_check
     records = [{"task": t, "prompt": "p"} for t in ("extractive_qa_short", "answerability_classification",
                                                       "title2contents", "title_generation", "text_simplification")]
     records.append({"prompt": "a pair without a task"})
-    assert _select_pairs(records, "all") == (records, 0)
+    assert _select_pairs(records, "all") == (records, {})
     kept, left_out = _select_pairs(records, "checkable")
     assert [r["task"] for r in kept] == ["extractive_qa_short", "answerability_classification", "text_simplification"]
-    assert left_out == 3
+    assert left_out == {"open_ended": 3}
     assert load_config(PrefConfig, None, ["pair_tasks=checkable"]).pair_tasks == "checkable"
     with pytest.raises(KositpError, match="pair_tasks"):
         load_config(PrefConfig, None, ["pair_tasks=short"])
+
+
+def _pair(i: int, task: str, chosen, rejected: str = "x") -> dict:
+    return {"id": f"p{i}", "task": task, "prompt": [{"role": "user", "content": f"q{i}"}],
+            "chosen": chosen, "rejected": [{"role": "assistant", "content": rejected}]}
+
+
+def test_balance_labels_keeps_as_many_pairs_per_label_as_the_rarer_label_has():
+    from kositp.config import load_config
+    from kositp.train.pref import PrefConfig, _select_pairs
+
+    yes_no = [_pair(i, "extractive_qa_yes_no", [{"role": "assistant", "content": "예"}], "아니요") for i in range(6)]
+    yes_no += [_pair(6 + i, "extractive_qa_yes_no", "아니요", "예") for i in range(2)]  # the plain-string form
+    explained = [_pair(10 + i, "extractive_qa_yes_no_explanation",
+                       [{"role": "assistant", "content": "아니요\n근거: 글에 없다."}]) for i in range(3)]
+    answerability = [_pair(20, "answerability_classification", [{"role": "assistant", "content": "답변할 수 없음"}]),
+                     _pair(21, "answerability_classification", [{"role": "assistant", "content": "답변할 수 있음"}]),
+                     _pair(22, "answerability_classification", [{"role": "assistant", "content": "장제스"}])]
+    short = [_pair(30 + i, "extractive_qa_short", [{"role": "assistant", "content": "예"}]) for i in range(3)]
+    records = yes_no + explained + answerability + short
+
+    kept, left_out = _select_pairs(records, "all", balance_labels=True)
+    assert left_out == {"label_balance": {"extractive_qa_yes_no": 4, "extractive_qa_yes_no_explanation": 3}}
+    kept_yes_no = [r for r in kept if r["task"] == "extractive_qa_yes_no"]
+    assert sum(r["rejected"][0]["content"] == "아니요" for r in kept_yes_no) == 2  # two chose 예
+    assert [r for r in kept_yes_no if isinstance(r["chosen"], str)] == yes_no[6:]
+    assert not any(r["task"] == "extractive_qa_yes_no_explanation" for r in kept)  # one label only: all out
+    assert [r for r in kept if r["task"] != "extractive_qa_yes_no"] == answerability + short  # in their order
+    again, _ = _select_pairs(list(reversed(records)), "all", balance_labels=True)
+    assert sorted(r["id"] for r in again) == sorted(r["id"] for r in kept)  # by id, not by position
+    assert _select_pairs(records, "all") == (records, {})
+    assert load_config(PrefConfig, None, ["balance_labels=true"]).balance_labels
 
 
 @pytest.mark.parametrize("name", ["ddp.yaml", "cpu-ddp.yaml", "fsdp.yaml", "zero2.yaml", "zero3.yaml"])

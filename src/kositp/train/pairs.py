@@ -276,6 +276,44 @@ def chosen_label(task: str, text: str) -> str | None:
     return None
 
 
+def _chosen_text(pair: dict[str, Any]) -> str | None:
+    chosen = pair.get("chosen")
+    if isinstance(chosen, str):
+        return chosen
+    if isinstance(chosen, list) and chosen and isinstance(chosen[-1], dict):
+        content = chosen[-1].get("content")
+        return content if isinstance(content, str) else None
+    return None  # unpaired or malformed: left to the loader, which says what is wrong
+
+
+def balance_chosen_labels(pairs: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], dict[str, int]]:
+    """Keep, on each yes/no and answerability task, as many pairs choosing each of its two labels as
+    its rarer label has; returns (the pairs kept in their order, how many each task leaves out).
+
+    Trained on every pair, DPO moves such a task towards whichever label its pairs choose more often,
+    which is a label prior rather than a reading of the passage. Which of the surplus pairs stay is
+    fixed by a hash of the pair's id (or prompt), so a rerun keeps the same ones. Pairs whose chosen
+    reply is neither label ("other") and pairs of other tasks are all kept."""
+    by_label: dict[tuple[str, str], list[int]] = {}
+    for i, pair in enumerate(pairs):
+        task, text = str(pair.get("task")), _chosen_text(pair)
+        label = chosen_label(task, text) if text is not None else None
+        if label is not None and label != "other":
+            by_label.setdefault((task, label), []).append(i)
+    label_pairs = {YES: NO, NO: YES, ANSWERABLE: UNANSWERABLE, UNANSWERABLE: ANSWERABLE}
+    dropped: set[int] = set()
+    left_out: Counter = Counter()
+    for (task, label), indices in by_label.items():
+        keep = len(by_label.get((task, label_pairs[label]), []))
+        if len(indices) <= keep:
+            continue
+        ranked = sorted(indices, key=lambda i: hashlib.sha256(
+            str(pairs[i].get("id") or pairs[i].get("prompt")).encode("utf-8")).hexdigest())
+        dropped.update(ranked[keep:])
+        left_out[task] += len(indices) - keep
+    return [p for i, p in enumerate(pairs) if i not in dropped], dict(sorted(left_out.items()))
+
+
 def build_pairs(
     data: str | Path,
     out: str | Path,
@@ -448,7 +486,8 @@ def _card_markdown(card: dict[str, Any]) -> str:
         lines += ["", "| rule | pairs |", "|---|---|"] + [f"| {k} | {v} |" for k, v in sorted(info["rules"].items())]
         lines += ["", "| task | pairs |", "|---|---|"] + [f"| {k} | {v} |" for k, v in sorted(info["tasks"].items())]
         if info.get("chosen_labels"):
-            lines += ["", "Labels the chosen replies teach (DPO on every pair leans a task towards its larger count):",
+            lines += ["", "Labels the chosen replies teach (DPO on every pair leans a task towards its larger count; "
+                      "`balance_labels: true` in the preference recipe trains on equal counts):",
                       "", "| task | chosen label: pairs |", "|---|---|"]
             lines += [f"| {task} | {', '.join(f'{k} {v}' for k, v in sorted(counts.items()))} |"
                       for task, counts in info["chosen_labels"].items()]

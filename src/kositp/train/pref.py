@@ -58,6 +58,11 @@ class PrefConfig(TrainConfig):
         "checks (labels, options, short answers, keywords, simplification); the open-ended ones (titles, long "
         "texts) are left out, since there the gold is often several times longer than the model's reply and "
         "DPO learns length rather than correctness. Records without a task count as open-ended.")
+    balance_labels: bool = Field(
+        False, description="On each yes/no and answerability task, train on as many pairs choosing each label "
+        "as the task's rarer label has (the pairs card's chosen_labels counts them). Every pair of a task whose "
+        "pairs choose one label twice as often teaches that label as a prior; a task whose pairs all choose "
+        "one label is left out. Which surplus pairs stay is fixed by a hash of their ids.")
     trainer: PrefTrainerSettings = Field(default_factory=PrefTrainerSettings,
                                          description="Optimisation, schedule, checkpoints and logging (TRL names).")
 
@@ -178,14 +183,19 @@ def _preference_source(data: str) -> str:
     return data
 
 
-def _select_pairs(records: list[dict], pair_tasks: str) -> tuple[list[dict], int]:
-    """(the records `pair_tasks` keeps, how many it leaves out)."""
-    if pair_tasks == "all":
-        return records, 0
+def _select_pairs(records: list[dict], pair_tasks: str, balance_labels: bool = False) -> tuple[list[dict], dict]:
+    """(the records `pair_tasks` and `balance_labels` keep, how many each leaves out)."""
     from kositp.eval.stats import is_checkable
+    from kositp.train.pairs import balance_chosen_labels
 
-    kept = [r for r in records if is_checkable(str(r.get("task")))]  # an unknown task counts as open-ended
-    return kept, len(records) - len(kept)
+    left_out: dict = {}
+    if pair_tasks != "all":
+        kept = [r for r in records if is_checkable(str(r.get("task")))]  # an unknown task counts as open-ended
+        left_out["open_ended"] = len(records) - len(kept)
+        records = kept
+    if balance_labels:
+        records, left_out["label_balance"] = balance_chosen_labels(records)
+    return records, left_out
 
 
 def build_pref_trainer(cfg: PrefConfig, out: Path, callbacks: list | None = None):
@@ -195,16 +205,23 @@ def build_pref_trainer(cfg: PrefConfig, out: Path, callbacks: list | None = None
     data, _ = cfg.require_paths()
     parent = resolve_parent(cfg)
     records = load_records(_preference_source(data))
-    train_records, left_out = _select_pairs(records["train"], cfg.pair_tasks)
-    eval_records, _ = _select_pairs(records.get("validation", []), cfg.pair_tasks)
+    train_records, left_out = _select_pairs(records["train"], cfg.pair_tasks, cfg.balance_labels)
+    eval_records, _ = _select_pairs(records.get("validation", []), cfg.pair_tasks, cfg.balance_labels)
     unpaired = cfg.method == "kto"
     train_rows = preference_rows(train_records, unpaired)[: cfg.max_train_samples]
     eval_rows = preference_rows(eval_records, unpaired)[: cfg.max_eval_samples]
     if not train_rows:
-        raise KositpError(f"no preference records in {data}" + (f" of {cfg.pair_tasks} tasks" if left_out else ""))
-    if left_out:
-        print(f"pair_tasks={cfg.pair_tasks}: training on {len(train_records)} pairs, leaving out {left_out} "
-              "of open-ended tasks", file=sys.stderr)
+        raise KositpError(f"no preference records in {data}"
+                          + (f" after pair_tasks={cfg.pair_tasks} and balance_labels={cfg.balance_labels}"
+                             if left_out else ""))
+    if left_out.get("open_ended"):
+        print(f"pair_tasks={cfg.pair_tasks}: leaving out {left_out['open_ended']} pairs of open-ended tasks",
+              file=sys.stderr)
+    if left_out.get("label_balance"):
+        print("balance_labels: leaving out " + ", ".join(f"{n} of {task}" for task, n in
+                                                       left_out["label_balance"].items())
+              + " (the surplus of each task's more often chosen label)", file=sys.stderr)
+    print(f"training on {len(train_records)} pairs", file=sys.stderr)
 
     from kositp.train.modeling import import_unsloth_first, load_for_training
 
@@ -217,7 +234,8 @@ def build_pref_trainer(cfg: PrefConfig, out: Path, callbacks: list | None = None
     args = trl_arguments(config_cls, cfg, out, has_eval=bool(eval_rows), stage_args=_method_args(cfg))
     trainer = make_trainer(trainer_cls, loaded, args, train_rows, eval_rows, callbacks)
     stats = {"train_records": len(train_rows), "eval_records": len(eval_rows), "method": cfg.method,
-             "pairs_left_out": left_out}
+             "pairs_left_out": left_out.get("open_ended", 0), "pairs_left_out_for_balance":
+             left_out.get("label_balance", {})}
     return trainer, loaded, stats, parent.base_name, parent.run
 
 
