@@ -186,3 +186,22 @@ def test_a_qlora_sft_run_is_continued_on_a_4bit_base_only_where_cuda_allows(tmp_
     cfg.adapter_type = "qlora"
     with pytest.raises(KositpError, match="needs a CUDA GPU"):
         load_with_sft_adapter(cfg, "tiny", qlora_run / "adapter", "lora")
+
+
+def test_pairs_longer_than_max_length_are_counted_not_cut_or_lost(tmp_path, tiny_model_dir, capsys):
+    """TRL cuts a pair past max_length inside its answers and drops one whose prompt alone fills it
+    without a word; kositp leaves both out first and counts them, as SFT does."""
+    from kositp.train.pref import build_pref_trainer
+
+    pairs = [json.loads(line) for line in (FIXTURES / "pref" / "train.jsonl").read_text("utf-8").splitlines()]
+    long_text = "서울은 대한민국의 수도이며 가장 큰 도시이다. " * 40
+    long_prompt = dict(pairs[0], id="long-prompt", prompt=[{"role": "user", "content": long_text}])
+    long_rejected = dict(pairs[1], id="long-rejected", rejected=[{"role": "assistant", "content": long_text}])
+    data = tmp_path / "pairs"
+    data.mkdir()
+    (data / "train.jsonl").write_text("".join(json.dumps(p, ensure_ascii=False) + "\n"
+                                              for p in [*pairs, long_prompt, long_rejected]), encoding="utf-8")
+    trainer, _, stats, _, _ = build_pref_trainer(_cfg(tmp_path / "dpo", model="tiny", data=str(data)), tmp_path / "dpo")
+    assert stats["dropped_too_long"] == {"train": 2, "validation": 0}
+    assert stats["train_records"] == len(pairs) == len(trainer.train_dataset)  # TRL had nothing left to drop
+    assert "max_length=256: leaving out 2 training" in capsys.readouterr().err

@@ -112,8 +112,9 @@ def _plain_trl_trainer(cfg, callbacks: list):
 
     from kositp.bench.train import full_logits_trainer_class
     from kositp.models import load_model
+    from kositp.train.common import filter_by_length
     from kositp.train.modeling import align_model_with_tokenizer, lora_config, prepare_tokenizer
-    from kositp.train.sft import filter_by_length, load_sft_rows
+    from kositp.train.sft import load_sft_rows
 
     cuda = torch.cuda.is_available()
     tokenizer, fmt, added = prepare_tokenizer(cfg.model, cfg.chat_format)

@@ -134,8 +134,9 @@ def _build_baseline(spec: dict[str, Any], cfg, out: Path, callbacks: list, fused
     from trl import SFTTrainer
 
     from kositp.models import load_model
+    from kositp.train.common import filter_by_length
     from kositp.train.modeling import align_model_with_tokenizer, lora_config, prepare_tokenizer
-    from kositp.train.sft import filter_by_length, load_sft_rows
+    from kositp.train.sft import load_sft_rows
 
     # On CUDA, TRL's defaults run as they come: the checkpoint's own dtype (transformers 5's "auto"),
     # bf16 autocast and TRL's Triton fused LM head. On CPU: fp32, and the model's own full-logits loss.

@@ -10,6 +10,7 @@ any other TRL argument through).
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
 
@@ -243,6 +244,25 @@ def trl_arguments(config_cls, cfg: TrainConfig, out: Path, has_eval: bool, stage
 
 def is_main_process() -> bool:
     return int(os.environ.get("RANK", "0")) == 0
+
+
+def filter_by_length(rows: list[dict[str, Any]], tokenizer, max_length: int | None,
+                     sequences: Callable[[dict], list[list[dict]]] = lambda row: [row["messages"]],
+                     ) -> tuple[list[dict], int]:
+    """Drop (and count) rows with a conversation longer than `max_length` tokens, instead of cutting answers.
+
+    `sequences` gives the conversations a row trains on (a preference pair: prompt + chosen and prompt +
+    rejected). Returns (kept rows, dropped count). The tokenizer must carry the chat template training
+    uses, so the lengths are those of the training sequences; `None` keeps everything.
+    """
+    if max_length is None:
+        return rows, 0
+    kept = []
+    for row in rows:
+        texts = [tokenizer.apply_chat_template(messages, tokenize=False) for messages in sequences(row)]
+        if all(len(tokenizer(text, add_special_tokens=False)["input_ids"]) <= max_length for text in texts):
+            kept.append(row)
+    return kept, len(rows) - len(kept)
 
 
 def make_trainer(trainer_cls, loaded, args, train_rows: list[dict], eval_rows: list[dict], callbacks: list | None):

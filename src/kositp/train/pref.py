@@ -17,7 +17,7 @@ from typing import Any, Literal, NamedTuple
 from pydantic import Field, model_validator
 
 from kositp.errors import KositpError
-from kositp.train.common import TrainConfig, TrainerSettings, make_trainer, trl_arguments
+from kositp.train.common import TrainConfig, TrainerSettings, filter_by_length, make_trainer, trl_arguments
 from kositp.train.record import ADAPTER_DIR, read_run
 
 METHODS = ("dpo", "orpo", "kto", "simpo")
@@ -52,7 +52,8 @@ class PrefConfig(TrainConfig):
                                "TRL's CPO).")
     desirable_weight: float = Field(1.0, gt=0, description="KTO only: weight of desirable (chosen) examples.")
     undesirable_weight: float = Field(1.0, gt=0, description="KTO only: weight of undesirable (rejected) examples.")
-    max_length: int | None = Field(1024, ge=8, description="Longest prompt + answer in tokens (TRL truncates).")
+    max_length: int | None = Field(1024, ge=8, description="Longest prompt + answer in tokens, on both sides of a "
+                                   "pair; longer pairs are left out (and counted in summary.json), not cut.")
     pair_tasks: Literal["all", "checkable"] = Field(
         "all", description="Which pairs to train on. checkable: only those of tasks whose answer the task metric "
         "checks (labels, options, short answers, keywords, simplification); the open-ended ones (titles, long "
@@ -198,6 +199,13 @@ def _select_pairs(records: list[dict], pair_tasks: str, balance_labels: bool = F
     return records, left_out
 
 
+def _sequences(row: dict) -> list[list[dict]]:
+    """The conversations a preference row trains on: prompt + chosen and prompt + rejected (KTO: + completion)."""
+    if "completion" in row:
+        return [row["prompt"] + row["completion"]]
+    return [row["prompt"] + row["chosen"], row["prompt"] + row["rejected"]]
+
+
 def build_pref_trainer(cfg: PrefConfig, out: Path, callbacks: list | None = None):
     """Data, model and TRL trainer for `cfg`; returns (trainer, loaded, stats, base model name, parent_run)."""
     from kositp.train.data import load_records, preference_rows
@@ -221,7 +229,6 @@ def build_pref_trainer(cfg: PrefConfig, out: Path, callbacks: list | None = None
         print("balance_labels: leaving out " + ", ".join(f"{n} of {task}" for task, n in
                                                        left_out["label_balance"].items())
               + " (the surplus of each task's more often chosen label)", file=sys.stderr)
-    print(f"training on {len(train_records)} pairs", file=sys.stderr)
 
     from kositp.train.modeling import import_unsloth_first, load_for_training
 
@@ -231,9 +238,19 @@ def build_pref_trainer(cfg: PrefConfig, out: Path, callbacks: list | None = None
         loaded = load_with_sft_adapter(cfg, parent.base_source, parent.adapter_dir, parent.adapter_type)
     else:
         loaded = load_for_training(cfg.model_copy(update={"model": parent.base_source}), cfg.max_length)
+    # TRL would cut a pair past max_length inside its answers, and silently drop one whose prompt alone fills it
+    train_rows, dropped_train = filter_by_length(train_rows, loaded.tokenizer, cfg.max_length, _sequences)
+    eval_rows, dropped_eval = filter_by_length(eval_rows, loaded.tokenizer, cfg.max_length, _sequences)
+    if not train_rows:
+        raise KositpError(f"no preference pairs left: all {dropped_train} are longer than max_length="
+                          f"{cfg.max_length} tokens")
+    if dropped_train or dropped_eval:
+        print(f"max_length={cfg.max_length}: leaving out {dropped_train} training and {dropped_eval} validation "
+              "pairs whose prompt and answer do not fit", file=sys.stderr)
     args = trl_arguments(config_cls, cfg, out, has_eval=bool(eval_rows), stage_args=_method_args(cfg))
     trainer = make_trainer(trainer_cls, loaded, args, train_rows, eval_rows, callbacks)
     stats = {"train_records": len(train_rows), "eval_records": len(eval_rows), "method": cfg.method,
+             "dropped_too_long": {"train": dropped_train, "validation": dropped_eval},
              "pairs_left_out": left_out.get("open_ended", 0), "pairs_left_out_for_balance":
              left_out.get("label_balance", {})}
     return trainer, loaded, stats, parent.base_name, parent.run

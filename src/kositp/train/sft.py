@@ -11,12 +11,11 @@ from __future__ import annotations
 import logging
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
 
 from pydantic import Field
 
 from kositp.errors import KositpError
-from kositp.train.common import TrainConfig, make_trainer, trl_arguments
+from kositp.train.common import TrainConfig, filter_by_length, make_trainer, trl_arguments
 
 # transformers' causal mask turns restarting position ids into a block-diagonal mask for these
 # attention implementations, so padding-free batches are safe without Flash Attention
@@ -33,22 +32,6 @@ class SFTConfig(TrainConfig):
                           "attention stays within each sample via position ids.")
     assistant_only_loss: bool = Field(True, description="Loss only on assistant replies (and their end-of-turn "
                                       "token); false trains on the whole conversation.")
-
-
-def filter_by_length(rows: list[dict[str, Any]], tokenizer, max_length: int | None) -> tuple[list[dict], int]:
-    """Drop (and count) conversations longer than `max_length` tokens, instead of cutting their answers.
-
-    Returns (kept rows, dropped count). The tokenizer must carry the chat template training uses,
-    so the lengths are those of the training sequences; `None` keeps everything.
-    """
-    if max_length is None:
-        return rows, 0
-    kept = []
-    for row in rows:
-        text = tokenizer.apply_chat_template(row["messages"], tokenize=False)
-        if len(tokenizer(text, add_special_tokens=False)["input_ids"]) <= max_length:
-            kept.append(row)
-    return kept, len(rows) - len(kept)
 
 
 def load_sft_rows(cfg: SFTConfig) -> tuple[list[dict], list[dict]]:
