@@ -25,8 +25,9 @@ from pathlib import Path
 
 
 def read_jsonl(path: Path) -> list[dict]:
-    with open(path, encoding="utf-8") as fh:
-        return [json.loads(line) for line in fh if line.strip()]
+    from kositp.train.data import read_jsonl as numbered_rows
+
+    return [row for _, row in numbered_rows(path)]
 
 
 def korquad_questions(path: Path) -> set[str]:
@@ -48,11 +49,12 @@ def main(capped: Path, uncapped: Path, korquad: Path, out: Path) -> None:
     scored = read_jsonl(capped / "test.jsonl")
     scored_ids = {r["id"] for r in scored}
     scored_questions = set().union(*(asked(r, questions) for r in scored))
-    if not scored_ids <= {r["id"] for r in read_jsonl(uncapped / "test.jsonl")}:
+    candidates = read_jsonl(uncapped / "test.jsonl")
+    if not scored_ids <= {r["id"] for r in candidates}:
         sys.exit("error: the uncapped build's test split does not hold the capped one: "
                  "build both from the same recipe and seed")
     kept, left_out = [], Counter()
-    for record in read_jsonl(uncapped / "test.jsonl"):
+    for record in candidates:
         if record["id"] in scored_ids:
             left_out["in_the_test_split"] += 1
         elif not is_checkable(record["task"]):
@@ -76,4 +78,9 @@ def main(capped: Path, uncapped: Path, korquad: Path, out: Path) -> None:
 if __name__ == "__main__":
     if len(sys.argv) != 5:
         sys.exit(__doc__)
-    main(*(Path(a) for a in sys.argv[1:]))
+    from kositp.errors import KositpError
+
+    try:
+        main(*(Path(a) for a in sys.argv[1:]))
+    except (KositpError, OSError, KeyError, ValueError) as exc:  # a wrong path or layout: one line, no traceback
+        sys.exit(f"error: {exc}")

@@ -55,3 +55,6 @@ def test_fresh_set_leaves_out_every_question_the_test_split_asked(tmp_path):
     other = _write(tmp_path / "other", [_record("x", "extractive_qa_short", questions[1])])
     refused = _run(capped, other, korquad, tmp_path / "fresh2")
     assert refused.returncode != 0 and "does not hold the capped one" in refused.stderr
+
+    missing = _run(capped, tmp_path / "no-such-build", korquad, tmp_path / "fresh3")
+    assert missing.returncode != 0 and missing.stderr.startswith("error: cannot read") and "Traceback" not in missing.stderr
